@@ -1,0 +1,25 @@
+"""keras_mdr: deep metric learning with Multi-level Distance Regularization for Keras 3."""
+
+from keras_mdr import distances, losses
+from keras_mdr.layers import MDRRegularizer
+from keras_mdr.losses import (
+    DistanceWeightedTripletLoss,
+    MDRTripletLoss,
+    TripletHardLoss,
+    TripletSemiHardLoss,
+)
+from keras_mdr.models import MDRModel, MDRTrainStepMixin
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DistanceWeightedTripletLoss",
+    "MDRModel",
+    "MDRRegularizer",
+    "MDRTrainStepMixin",
+    "MDRTripletLoss",
+    "TripletHardLoss",
+    "TripletSemiHardLoss",
+    "distances",
+    "losses",
+]
