@@ -120,6 +120,10 @@ class MDRTripletLoss(keras.losses.Loss):
         mdr = regularizer.penalty(scaled_distances, training=training)
         level = mdr_lib.level_penalty(regularizer.levels)
         total = base + self.mdr_weight * mdr + self.level_weight * level
+        # Mining and clipping can hide a NaN embedding; keep it visible so
+        # TerminateOnNaN and users see it.
+        finite = tf.reduce_all(tf.math.is_finite(embeddings))
+        total = tf.where(finite, total, tf.constant(float("nan")))
         return {"loss": total, "base_loss": base, "mdr_loss": mdr, "level_loss": level}
 
     def _base(self, labels, embeddings, distances, step):

@@ -31,6 +31,36 @@ def _row_masked_min(distances, mask, fallback):
     return tf.where(tf.reduce_any(mask, axis=1), tf.reduce_min(masked, axis=1), fallback)
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x):
+    """lowbias32 integer hash (C. Wellons) on int64 lanes holding 32-bit values."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+    x = tf.bitwise.bitwise_and(x * 0x7FEB352D, _MASK32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 15))
+    x = tf.bitwise.bitwise_and(x * 0x846CA68B, _MASK32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+def _hash_uniform(shape, seed):
+    """Uniform [0, 1) floats from a counter-based hash of (seed, position).
+
+    TensorFlow's stateless random ops return different numbers when compiled
+    with XLA; plain integer arithmetic gives the same bits everywhere, so a
+    training step samples the same negatives with and without `jit_compile`.
+    """
+    seed = tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), _MASK32)
+    key = _mix32(tf.bitwise.bitwise_xor(_mix32(seed[0] + 0x9E3779B9), seed[1]))
+    count = tf.cast(tf.reduce_prod(shape), tf.int64)
+    counter = tf.range(count, dtype=tf.int64)
+    bits = _mix32(tf.bitwise.bitwise_and(counter * 0x9E3779B1 + key, _MASK32))
+    bits = _mix32(tf.bitwise.bitwise_xor(bits, key))
+    # 24 high bits: exactly representable in float32.
+    uniform = tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) / float(1 << 24)
+    return tf.reshape(uniform, shape)
+
+
 def semihard_triplet_loss(labels, distances, margin=1.0):
     """Semi-hard triplet loss (FaceNet; TensorFlow Addons' rule and value).
 
@@ -171,12 +201,14 @@ def distance_weighted_triplet_loss(
     )
     # Rows with no negative at all get dummy logits; their triplets are masked.
     logits = tf.where(tf.reduce_any(negatives, axis=1, keepdims=True), logits, tf.zeros_like(logits))
-    logits = tf.stop_gradient(logits)
-    seed = tf.cast(seed, tf.int64)
+    probabilities = tf.stop_gradient(tf.nn.softmax(logits, axis=1))
+    # Inverse-CDF sampling, one uniform per (anchor, positive): O(B^2) memory
+    # and XLA-compatible (StatelessMultinomial has no XLA kernel).
+    cdf = tf.cumsum(probabilities, axis=1)
     batch = tf.shape(distances)[0]
-    sampled = tf.random.stateless_categorical(
-        logits, batch, seed=seed, dtype=tf.int32
-    )  # sampled[a, p]: the negative for pair (a, p)
+    uniform = _hash_uniform(tf.stack([batch, batch]), seed) * cdf[:, -1:]
+    sampled = tf.searchsorted(cdf, uniform, side="right", out_type=tf.int32)
+    sampled = tf.minimum(sampled, batch - 1)  # sampled[a, p]: negative of pair (a, p)
     negative_distance = tf.gather(distances, sampled, batch_dims=1)
     triplets = tf.logical_and(positives, tf.reduce_any(negatives, axis=1, keepdims=True))
     triplets = tf.cast(triplets, tf.float32)

@@ -1,0 +1,270 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_mdr
+
+DIM_IN, DIM_OUT = 16, 8
+
+
+def _data(n=64, classes=16, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), n // classes)
+    centers = rng.normal(size=(classes, DIM_IN))
+    x = centers[labels] + 0.5 * rng.normal(size=(n, DIM_IN))
+    return (scale * x).astype("float32"), labels.astype("int32")
+
+
+def _encoder(seed=1, dtype=None):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [keras.Input((DIM_IN,)), keras.layers.Dense(32, activation="relu"),
+         keras.layers.Dense(DIM_OUT, dtype="float32" if dtype else None)]
+    )
+
+
+def _model(loss=None, lr=1e-2, seed=1, optimizer=None, **compile_kwargs):
+    model = keras_mdr.MDRModel(_encoder(seed))
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(lr),
+        loss=loss or keras_mdr.MDRTripletLoss(base_loss="semihard", seed=3),
+        **compile_kwargs,
+    )
+    return model
+
+
+def _values(model):
+    return {v.path: np.array(v.numpy()) for v in model.variables}
+
+
+def test_fit_trains_levels_and_logs_every_term():
+    x, y = _data()
+    model = _model()
+    history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    logs = history.history
+    for key in ("loss", "base_loss", "mdr_loss", "mdr_level_0", "mdr_level_1",
+                "mdr_level_2", "mdr_mean", "mdr_std"):
+        assert key in logs and len(logs[key]) == 3, key
+    levels = model.mdr_regularizer.levels.numpy()
+    assert not np.allclose(levels, [-3.0, 0.0, 3.0]), "levels never moved"
+    assert any(v is model.mdr_regularizer.levels for v in model.trainable_variables)
+    assert float(model.mdr_regularizer.initialized) == 1.0
+    assert logs["mdr_level_0"][-1] == pytest.approx(float(levels[0]))
+
+
+def test_statistics_change_only_in_training():
+    x, y = _data()
+    model = _model()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    before = _values(model)
+    model.evaluate(x, y, batch_size=32, verbose=0)
+    model.predict(x, batch_size=32, verbose=0)
+    model(x, training=False)
+    after = _values(model)
+    for path in before:
+        np.testing.assert_array_equal(before[path], after[path], err_msg=path)
+
+
+def test_first_fit_symbolic_build_is_not_a_training_step():
+    x, y = _data()
+    model = _model()
+    model.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0)
+    # One real step: initialised from that batch (mean of D~ over all B*B
+    # entries is (B - 1) / B), not blended with the symbolic build pass.
+    assert float(model.mdr_regularizer.initialized) == 1.0
+    assert int(model.optimizer.iterations) == 1
+    assert np.isfinite(float(model.mdr_regularizer.moving_mean))
+    assert float(model.mdr_regularizer.moving_mean) == pytest.approx(31 / 32, rel=1e-5)
+
+
+def test_plain_model_with_mdr_loss_raises_clearly():
+    x, y = _data()
+    plain = _encoder()
+    plain.compile(optimizer="adam", loss=keras_mdr.MDRTripletLoss())
+    with pytest.raises(ValueError, match="MDRModel"):
+        plain.fit(x, y, batch_size=32, epochs=1, verbose=0)
+
+
+def test_custom_mixin_model():
+    class Embedder(keras_mdr.MDRTrainStepMixin, keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.hidden = keras.layers.Dense(32, activation="relu")
+            self.out = keras.layers.Dense(DIM_OUT)
+
+        def call(self, inputs):
+            return self.out(self.hidden(inputs))
+
+    x, y = _data()
+    model = Embedder()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras_mdr.MDRTripletLoss(levels=(-2.0, 0.0, 1.0, 2.0)))
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    levels = model.mdr_regularizer.levels.numpy()
+    assert levels.shape == (4,) and not np.allclose(levels, [-2, 0, 1, 2])
+
+
+@pytest.mark.parametrize(
+    "base_loss",
+    ["distance_weighted", "semihard", "hard", keras_mdr.TripletHardLoss(margin=0.3),
+     keras.losses.MeanSquaredError()],
+    ids=["distance_weighted", "semihard", "hard", "keras_loss", "any_callable"],
+)
+def test_composes_with_every_base_loss(base_loss):
+    x, y = _data()
+    if isinstance(base_loss, keras.losses.MeanSquaredError):
+        # Any callable (labels, embeddings) works; this one is a toy.
+        base = keras.losses.MeanSquaredError()
+        base_loss = lambda labels, e: base(tf.zeros_like(e), e)  # noqa: E731
+    model = _model(keras_mdr.MDRTripletLoss(base_loss=base_loss, mdr_weight=0.2, seed=1))
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert not np.allclose(model.mdr_regularizer.levels.numpy(), [-3, 0, 3])
+
+
+def test_standalone_regularizer_layer_trains_its_levels():
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((DIM_IN,))
+    embeddings = keras.layers.Dense(DIM_OUT)(inputs)
+    regularizer = keras_mdr.MDRRegularizer(weight=0.5)
+    outputs = regularizer(embeddings)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras_mdr.TripletSemiHardLoss(0.2))
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert not np.allclose(regularizer.levels.numpy(), [-3, 0, 3])
+    assert float(regularizer.initialized) == 1.0
+
+
+def test_save_and_resume_equals_uninterrupted(tmp_path):
+    x, y = _data()
+    uninterrupted = _model(keras_mdr.MDRTripletLoss(seed=5))
+    resumed = _model(keras_mdr.MDRTripletLoss(seed=5))
+    for model in (uninterrupted, resumed):
+        model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    path = str(tmp_path / "m.keras")
+    resumed.save(path)
+    reloaded = keras.saving.load_model(path)  # no custom_objects
+    assert isinstance(reloaded, keras_mdr.MDRModel)
+    for v_old, v_new in zip(resumed.variables, reloaded.variables):
+        np.testing.assert_array_equal(v_old.numpy(), v_new.numpy(), err_msg=v_old.path)
+    assert float(reloaded.mdr_regularizer.initialized) == 1.0
+    for a, b in zip(resumed.optimizer.variables, reloaded.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    loss_a = uninterrupted.train_on_batch(x[:32], y[:32], return_dict=True)
+    loss_b = reloaded.train_on_batch(x[:32], y[:32], return_dict=True)
+    assert loss_a == pytest.approx(loss_b, rel=1e-6, abs=1e-7)
+    for v_a, v_b in zip(uninterrupted.variables, reloaded.variables):
+        np.testing.assert_allclose(v_a.numpy(), v_b.numpy(), rtol=1e-6, atol=1e-7, err_msg=v_a.path)
+
+
+def test_jit_compile_gives_the_same_step():
+    x, y = _data()
+    results = []
+    for jit in (False, True):
+        # SGD: Adam's first steps amplify rounding of near-zero gradients to +-lr.
+        model = _model(keras_mdr.MDRTripletLoss(seed=2), optimizer=keras.optimizers.SGD(0.1),
+                       jit_compile=jit)
+        logs = model.train_on_batch(x[:32], y[:32], return_dict=True)
+        logs2 = model.train_on_batch(x[32:], y[32:], return_dict=True)
+        results.append((logs["loss"], logs2["loss"], _values(model)))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-5)
+    for a, b in zip(results[0][2].values(), results[1][2].values()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_runs_in_float32_and_stays_finite(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    x, y = _data(scale=1.0)
+    keras.utils.set_random_seed(1)
+    encoder = keras.Sequential([
+        keras.Input((DIM_IN,)), keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(DIM_OUT),  # compute dtype half: MDRModel casts the output
+    ])
+    model = keras_mdr.MDRModel(encoder)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras_mdr.MDRTripletLoss(seed=1))
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model(x[:4]).dtype == "float32"
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert model.mdr_regularizer.levels.dtype == "float32"
+    # Losses alone on half-precision embeddings with norms up to 1e3.
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(64, DIM_OUT))
+    e = e / np.linalg.norm(e, axis=1, keepdims=True) * rng.uniform(1, 1e3, size=(64, 1))
+    half = tf.cast(e, "float16" if policy == "mixed_float16" else "bfloat16")
+    labels = np.repeat(np.arange(16), 4)
+    for loss in (keras_mdr.TripletSemiHardLoss(), keras_mdr.TripletHardLoss(),
+                 keras_mdr.DistanceWeightedTripletLoss(seed=0)):
+        value = loss(labels, half)
+        assert value.dtype == "float32" and np.isfinite(float(value))
+    terms = keras_mdr.MDRTripletLoss().objective(labels, half, keras_mdr.MDRRegularizer(), training=True)
+    assert all(np.isfinite(float(v)) for v in terms.values())
+
+
+@pytest.mark.parametrize("label_form", ["int_flat", "int_column", "float_flat", "float_column"])
+def test_label_shapes_and_dtypes_are_accepted(label_form):
+    x, y = _data()
+    labels = y.astype("float32") if label_form.startswith("float") else y
+    if label_form.endswith("column"):
+        labels = labels[:, None]
+    model = _model(keras_mdr.MDRTripletLoss(base_loss="semihard"))
+    logs = model.fit(x, labels, batch_size=32, epochs=1, shuffle=False, verbose=0).history
+    reference_model = _model(keras_mdr.MDRTripletLoss(base_loss="semihard"))
+    want = reference_model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0).history
+    assert logs["loss"][0] == pytest.approx(want["loss"][0], rel=1e-6)
+
+
+def test_bad_batches():
+    loss = keras_mdr.MDRTripletLoss()
+    regularizer = keras_mdr.MDRRegularizer()
+    with pytest.raises(ValueError, match="as many labels"):
+        loss.objective([0, 1, 2], np.zeros((4, 3), "float32"), regularizer)
+    with pytest.raises(ValueError, match="rank 2"):
+        loss.objective([0, 1], np.zeros((2, 3, 4), "float32"), regularizer)
+    # A batch of one: no pair, documented value 0 for every term but the levels'.
+    terms = loss.objective([0], np.ones((1, 3), "float32"), regularizer, training=True)
+    assert float(terms["base_loss"]) == 0.0 and float(terms["mdr_loss"]) == 0.0
+    assert float(terms["loss"]) == pytest.approx(0.01 * 18)
+    assert float(regularizer.initialized) == 0.0  # its std is undefined: no update
+
+
+def _linear_model():
+    # No ReLU: fused matmul+relu kernels turn NaN into 0 before the loss sees it.
+    keras.utils.set_random_seed(1)
+    model = keras_mdr.MDRModel(keras.Sequential([keras.Input((DIM_IN,)), keras.layers.Dense(DIM_OUT)]))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras_mdr.MDRTripletLoss(seed=1))
+    return model
+
+
+def test_nan_batch_never_poisons_statistics_and_stays_visible():
+    x, y = _data()
+    model = _linear_model()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    before = (float(model.mdr_regularizer.moving_mean), float(model.mdr_regularizer.moving_std))
+    bad = x.copy()
+    bad[3] = np.nan
+    logs = model.train_on_batch(bad[:32], y[:32], return_dict=True)
+    assert np.isnan(logs["loss"])
+    after = (float(model.mdr_regularizer.moving_mean), float(model.mdr_regularizer.moving_std))
+    assert before == after
+    model2 = _linear_model()
+    history = model2.fit(bad, y, batch_size=32, epochs=3, verbose=0,
+                         callbacks=[keras.callbacks.TerminateOnNaN()])
+    assert len(history.history["loss"]) == 1 and np.isnan(history.history["loss"][0])
+    assert float(model2.mdr_regularizer.initialized) == 0.0
+
+
+def test_recompile_keeps_state_and_rejects_other_level_count():
+    x, y = _data()
+    model = _model()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    levels = model.mdr_regularizer.levels.numpy().copy()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras_mdr.MDRTripletLoss())
+    np.testing.assert_array_equal(model.mdr_regularizer.levels.numpy(), levels)
+    with pytest.raises(ValueError, match="same number of MDR levels"):
+        model.compile(optimizer="adam", loss=keras_mdr.MDRTripletLoss(levels=(0.0, 1.0)))
