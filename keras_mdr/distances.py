@@ -140,12 +140,3 @@ def label_masks(labels):
     same = tf.equal(labels[:, None], labels[None, :])
     diagonal = tf.eye(tf.shape(labels)[0], dtype=tf.bool)
     return tf.logical_and(same, tf.logical_not(diagonal)), tf.logical_not(same)
-
-
-def mean_off_diagonal(matrix):
-    """Mean of the `i != j` entries of a square matrix (0 for a batch of one)."""
-    batch = tf.cast(tf.shape(matrix)[0], matrix.dtype)
-    off_diagonal = 1.0 - tf.eye(tf.shape(matrix)[0], dtype=matrix.dtype)
-    return tf.math.divide_no_nan(
-        tf.reduce_sum(matrix * off_diagonal), batch * (batch - 1.0)
-    )

@@ -22,7 +22,9 @@ def scale_normalize(embeddings, distances):
     Returns:
         `(scaled_embeddings, scaled_distances, scale)`.
     """
-    scale = distances_lib.mean_off_diagonal(distances)
+    batch = tf.cast(tf.shape(distances)[0], tf.float32)
+    # The diagonal is exactly 0, so the sum over all entries is the off-diagonal sum.
+    scale = tf.math.divide_no_nan(tf.reduce_sum(distances), batch * (batch - 1.0))
     scale = tf.where(scale > 0.0, scale, tf.ones_like(scale))
     return embeddings / scale, distances / scale, scale
 
@@ -45,18 +47,58 @@ def mdr_penalty(distances, levels, mean, std):
     """`mean_{i != j} min_l |(D_ij - mean) / std - v_l|`.
 
     Args:
-        distances: float32 `(batch, batch)` scale-normalised distances.
+        distances: float32 `(batch, batch)` scale-normalised distances with a
+            zero diagonal.
         levels: float32 `(L,)` level values.
-        mean, std: float32 scalars, the statistics to normalise with.
+        mean, std: float32 scalars, the statistics to normalise with (no
+            gradient flows into them).
 
     Returns:
         float32 scalar; 0 for a batch of one (no pair). A zero `std` (all
         distances equal) normalises to 0 rather than NaN.
     """
-    normalized = tf.math.divide_no_nan(distances - mean, std)
-    gaps = tf.abs(normalized[:, :, None] - tf.cast(levels, tf.float32)[None, None, :])
-    nearest = tf.reduce_min(gaps, axis=-1)
-    return distances_lib.mean_off_diagonal(nearest)
+    levels = tf.convert_to_tensor(levels, tf.float32)
+    return _mdr_penalty(
+        tf.convert_to_tensor(distances, tf.float32),
+        levels,
+        tf.stop_gradient(tf.cast(mean, tf.float32)),
+        tf.stop_gradient(tf.cast(std, tf.float32)),
+    )
+
+
+@tf.custom_gradient
+def _mdr_penalty(distances, levels, mean, std):
+    # A hand-written gradient: the nearest level's sign is all the backward
+    # pass needs, one (B, B) multiply instead of differentiating L abs/min
+    # passes over (B, B, L). This keeps MDR's cost small next to the base loss.
+    batch = tf.shape(distances)[0]
+    inv_std = tf.math.divide_no_nan(1.0, std)
+    normalized = (distances - mean) * inv_std
+    best_gap = tf.abs(normalized - levels[0])
+    best_index = tf.zeros_like(distances, dtype=tf.int32)
+    for i in range(1, levels.shape[0] or 0):
+        gap = tf.abs(normalized - levels[i])
+        closer = gap < best_gap
+        best_gap = tf.where(closer, gap, best_gap)
+        best_index = tf.where(closer, i, best_index)
+    pairs = tf.cast(batch * (batch - 1), tf.float32)
+    # The zero diagonal normalises to -mean / std: take its gaps back out
+    # rather than masking every pair.
+    diagonal = tf.reduce_min(tf.abs(-mean * inv_std - levels))
+    total = tf.reduce_sum(best_gap) - tf.cast(batch, tf.float32) * diagonal
+    value = tf.math.divide_no_nan(total, pairs)
+
+    def grad(upstream):
+        off_diagonal = 1.0 - tf.eye(batch, dtype=tf.float32)
+        sign = tf.sign(normalized - tf.gather(levels, best_index)) * off_diagonal
+        scale = tf.math.divide_no_nan(upstream, pairs)
+        grad_distances = sign * (scale * inv_std)
+        grad_levels = -scale * tf.math.unsorted_segment_sum(
+            tf.reshape(sign, [-1]), tf.reshape(best_index, [-1]), tf.shape(levels)[0]
+        )
+        return grad_distances, grad_levels, tf.zeros_like(mean), tf.zeros_like(std)
+
+    return value, grad
 
 
 def level_penalty(levels):
