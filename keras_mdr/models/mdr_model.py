@@ -15,6 +15,10 @@ def _replica_context():
     return context
 
 
+def _is_multi_worker():
+    return isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
+
+
 class MDRTrainStepMixin:
     """Mixin for `keras.Model` subclasses trained with `keras_mdr.MDRTripletLoss`.
 
@@ -103,17 +107,38 @@ class MDRTrainStepMixin:
             total = total / float(context.num_replicas_in_sync)
         return total
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 builds from the first distributed batch after an eager
+        # `strategy.reduce`, which MultiWorkerMirroredStrategy cannot run
+        # ("unsupported type PerReplica"). Shapes are all the build needs: use
+        # this worker's local copy of the batch.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0], next(batches)
+            )
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
     def get_metrics_result(self):
         logs = super().get_metrics_result()
         if self._mdr_loss is None:
             logs.pop("base_loss", None)
             logs.pop("mdr_loss", None)
-            return logs
-        regularizer = self.mdr_regularizer
-        for i in range(len(regularizer.levels_init)):
-            logs[f"mdr_level_{i}"] = regularizer.levels[i]
-        logs["mdr_mean"] = tf.convert_to_tensor(regularizer.moving_mean)
-        logs["mdr_std"] = tf.convert_to_tensor(regularizer.moving_std)
+        else:
+            regularizer = self.mdr_regularizer
+            for i in range(len(regularizer.levels_init)):
+                logs[f"mdr_level_{i}"] = regularizer.levels[i]
+            logs["mdr_mean"] = tf.convert_to_tensor(regularizer.moving_mean)
+            logs["mdr_std"] = tf.convert_to_tensor(regularizer.moving_std)
+        if _is_multi_worker() and tf.distribute.in_cross_replica_context() is False:
+            # Keras 3.15 reduces a step's logs across workers with
+            # `strategy.reduce("MEAN", v, axis=0)`, which rejects scalars
+            # (tensorflow/tensorflow#72388): hand it vectors of one.
+            logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
         return logs
 
 

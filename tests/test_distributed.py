@@ -1,0 +1,85 @@
+"""MDR under tf.distribute: 2 logical CPU replicas, and 2 worker processes.
+
+We gather embeddings and labels across replicas before mining (see
+BUILD_NOTES.md), so a 2-replica step must equal the 1-device step on the global
+batch, and the MDR levels and statistics must be the same on every replica.
+Each configuration runs in its own process (logical devices and TF_CONFIG must
+be set before TensorFlow starts).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
+
+
+def _run(mode, out, base_loss, env=None):
+    proc = subprocess.run(
+        [sys.executable, WORKER, mode, str(out), base_loss],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.load(out)
+
+
+@pytest.mark.parametrize("base_loss", ["semihard", "distance_weighted"])
+def test_two_replicas_equal_one_device_on_the_global_batch(tmp_path, base_loss):
+    single = _run("single", tmp_path / "single.npz", base_loss)
+    mirrored = _run("mirrored", tmp_path / "mirrored.npz", base_loss)
+    assert int(mirrored["replicas"]) == 2
+    np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=1e-5)
+    for key in single.files:
+        if key.startswith("var") or key in ("levels", "moving_mean", "moving_std"):
+            np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # Every replica holds the same levels, statistics and weights.
+    copies = [k for k in mirrored.files if k.startswith("replicas") and k != "replicas"]
+    assert copies, "no per-replica copies were recorded"
+    for key in copies:
+        values = mirrored[key]
+        assert values.shape[0] == 2
+        np.testing.assert_array_equal(values[0], values[1], err_msg=key)
+    assert not np.allclose(mirrored["levels"], [-3.0, 0.0, 3.0])
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_two_processes(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = dict(os.environ)
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [sys.executable, WORKER, "multiworker", str(tmp_path / f"w{index}.npz"), "semihard"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert int(w0["replicas"]) == 2
+    # And both equal the 1-device run on the global batch.
+    single = _run("single", tmp_path / "single.npz", "semihard")
+    np.testing.assert_allclose(w0["loss"], single["loss"], rtol=1e-5)
+    np.testing.assert_allclose(w0["levels"], single["levels"], rtol=1e-5, atol=1e-6)
+    for key in w0.files:
+        if key.startswith("var") or key in ("levels", "moving_mean", "moving_std"):
+            np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+    assert not np.allclose(w0["levels"], [-3.0, 0.0, 3.0])
+    assert float(w0["moving_std"]) > 0
