@@ -1,0 +1,40 @@
+"""Input pipelines for deep metric learning.
+
+- `load_dataset(name, ...)` gives a benchmark's class-disjoint splits
+  (train / validation / test, plus query / gallery for In-Shop).
+- `balanced_dataset(split, P, K, ...)` gives endless class-balanced training
+  batches of P classes x K images; `eval_dataset(split, batch_size, ...)` one
+  ordered pass for evaluation.
+- `train_transform`, `eval_transform` and `grayscale_transform` are the
+  augmentation presets.
+"""
+
+from keras_mdr.data.balanced_dataset import balanced_dataset
+from keras_mdr.data.eval_dataset import eval_dataset
+from keras_mdr.data.image_reader import drop_bad_images
+from keras_mdr.data.image_reader import find_bad_images
+from keras_mdr.data.load_dataset import DATASET_NAMES
+from keras_mdr.data.load_dataset import load_dataset
+from keras_mdr.data.split import DatasetSplits
+from keras_mdr.data.split import Split
+from keras_mdr.data.split import split_validation
+from keras_mdr.data.transforms import eval_transform
+from keras_mdr.data.transforms import grayscale_transform
+from keras_mdr.data.transforms import preprocessor
+from keras_mdr.data.transforms import train_transform
+
+__all__ = [
+    "DATASET_NAMES",
+    "DatasetSplits",
+    "Split",
+    "balanced_dataset",
+    "drop_bad_images",
+    "eval_dataset",
+    "eval_transform",
+    "find_bad_images",
+    "grayscale_transform",
+    "load_dataset",
+    "preprocessor",
+    "split_validation",
+    "train_transform",
+]

@@ -1,0 +1,71 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_mdr.data
+from keras_mdr.data import image_reader
+
+
+def _files(tmp_path, write_image, truncate):
+    good_jpeg = write_image(str(tmp_path / "good.jpg"), seed=1)
+    good_png = write_image(str(tmp_path / "good.png"), seed=2)
+    cut_jpeg = truncate(write_image(str(tmp_path / "cut.jpg"), seed=3))
+    cut_png = truncate(write_image(str(tmp_path / "cut.png"), seed=4))
+    empty = str(tmp_path / "empty.jpg")
+    open(empty, "wb").close()
+    text = str(tmp_path / "text.jpg")
+    with open(text, "w") as f:
+        f.write("<html>404 not found</html>")
+    missing = str(tmp_path / "missing.jpg")
+    return [good_jpeg, good_png, cut_jpeg, cut_png, empty, text, missing]
+
+
+def test_find_bad_images_names_each_problem(tmp_path, write_image, truncate):
+    paths = _files(tmp_path, write_image, truncate)
+    split = keras_mdr.data.Split(labels=np.zeros(len(paths), int), paths=paths)
+    bad = {os.path.basename(name): reason for _, name, reason in keras_mdr.data.find_bad_images(split)}
+    assert set(bad) == {"cut.jpg", "cut.png", "empty.jpg", "text.jpg", "missing.jpg"}
+    assert "truncated JPEG" in bad["cut.jpg"] and "truncated PNG" in bad["cut.png"]
+    assert bad["empty.jpg"] == "empty file" and "cannot be read" in bad["missing.jpg"]
+    decoded = keras_mdr.data.find_bad_images(split, check="decode")
+    assert {os.path.basename(n) for _, n, _ in decoded} == set(bad)
+
+
+def test_find_bad_images_on_encoded_bytes(tmp_path, write_image, truncate):
+    paths = _files(tmp_path, write_image, truncate)[:6]
+    encoded = [open(p, "rb").read() for p in paths]
+    split = keras_mdr.data.Split(labels=np.zeros(len(encoded), int), encoded=encoded)
+    assert [i for i, _, _ in keras_mdr.data.find_bad_images(split)] == [2, 3, 4, 5]
+
+
+def test_in_graph_check_agrees_with_the_file_check(tmp_path, write_image, truncate):
+    paths = _files(tmp_path, write_image, truncate)[:6]
+    for path in paths:
+        data = open(path, "rb").read()
+        expected = image_reader.image_problem(data[:16], data[-4096:], len(data)) is not None
+        assert bool(image_reader._graph_image_problem(tf.constant(data))) == expected, path
+
+
+def test_drop_bad_images_warns_or_raises(tmp_path, write_image, truncate):
+    paths = _files(tmp_path, write_image, truncate)
+    split = keras_mdr.data.Split(labels=np.arange(len(paths)), paths=paths, name="train")
+    with pytest.warns(UserWarning, match="Skipped 5 unreadable images of 7 in split 'train'"):
+        kept = keras_mdr.data.drop_bad_images(split)
+    np.testing.assert_array_equal(kept.labels, [0, 1])
+    with pytest.raises(ValueError, match="cut.jpg: truncated JPEG"):
+        keras_mdr.data.drop_bad_images(split, strict=True)
+    assert keras_mdr.data.drop_bad_images(kept) is kept
+
+
+def test_reader_decodes_grayscale_and_png_as_rgb(tmp_path, write_image):
+    from PIL import Image
+
+    gray = str(tmp_path / "gray.jpg")
+    Image.fromarray(np.full((6, 5), 128, np.uint8)).save(gray)
+    png = write_image(str(tmp_path / "a.png"), size=(7, 4))
+    split = keras_mdr.data.Split(labels=[0, 1], paths=[gray, png])
+    read = image_reader.image_reader(split)
+    assert read(tf.constant(0, tf.int64)).shape == (6, 5, 3)
+    assert read(tf.constant(1, tf.int64)).shape == (4, 7, 3)
