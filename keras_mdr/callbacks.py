@@ -1,0 +1,280 @@
+"""`RetrievalEvaluation`: retrieval metrics on held-out classes during `fit`."""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_mdr import visualization
+from keras_mdr.evaluation import embedding as embedding_lib
+from keras_mdr.evaluation import knn, metrics
+
+
+def _variable_value(obj, name):
+    value = getattr(obj, name, None)
+    if value is None:
+        return None
+    try:
+        return np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - not a tensor-like attribute
+        return None
+
+
+def mdr_state(model):
+    """`(levels, (mean, std))` of a model's MDR regulariser, or `(None, None)`.
+
+    Reads `model.mdr_regularizer.levels`, `.moving_mean` and `.moving_std`
+    when present (a `keras_mdr.MDRModel` compiled with an MDR loss); the
+    statistics are None until the first training step set them.
+    """
+    regularizer = getattr(model, "mdr_regularizer", None)
+    if regularizer is None:
+        return None, None
+    levels = _variable_value(regularizer, "levels")
+    mean = _variable_value(regularizer, "moving_mean")
+    std = _variable_value(regularizer, "moving_std")
+    initialized = _variable_value(regularizer, "initialized")
+    stats = None
+    if mean is not None and std is not None and mean.size == 1 and std.size == 1:
+        if initialized is None or float(initialized.reshape(-1)[0]) > 0:
+            stats = (float(mean.reshape(-1)[0]), float(std.reshape(-1)[0]))
+    return levels, stats
+
+
+class RetrievalEvaluation(keras.callbacks.Callback):
+    """Evaluates retrieval on a held-out dataset every n epochs, into the logs.
+
+    Embeds `data` (images of classes not seen in training) with the model,
+    computes Recall@K, MAP@R and R-Precision (optionally NMI) exactly, and
+    adds them to the epoch logs as `{prefix}recall@{k}`, `{prefix}map@r`,
+    `{prefix}r_precision` (`{prefix}nmi`), e.g. `val_recall@1`. Put this
+    callback *before* `ModelCheckpoint`, `EarlyStopping` and `TensorBoard` in
+    the list so that they see the values; those need `mode="max"` because
+    Keras cannot tell that a larger recall is better.
+
+    Pictures go to `log_dir` when given: `recall_at_k.png` (one curve per
+    evaluated epoch) at the end of training; `distances_epoch_{E}.png` (the
+    histogram of MDR-normalised distances with the model's levels and moving
+    statistics, read from `model.mdr_regularizer` when it exists) each
+    evaluated epoch or only at the end; `retrieval_grid.png` (queries and
+    their nearest neighbours) at the end.
+
+    Args:
+        data: a finite `tf.data.Dataset` of batched `(images, labels)` (in a
+            fixed order: no shuffling), or a tuple of arrays
+            `(images, labels)`. The queries, and the gallery unless
+            `gallery_data` is given.
+        gallery_data: optional separate gallery, same forms (In-Shop).
+        ks: the K of Recall@K.
+        every_n_epochs: evaluate after every n-th epoch (and not the others:
+            their logs lack the keys).
+        prefix: prepended to every metric name.
+        distance: "euclidean" (default, raw embeddings) or "cosine".
+        include_map: also compute MAP@R and R-Precision.
+        include_nmi: also compute NMI of k-means (slower: k-means with as
+            many clusters as classes).
+        embed_fn: callable `inputs -> embeddings`; defaults to the model's
+            `encoder` if it has one, else the model itself.
+        batch_size: for array inputs.
+        log_dir: directory for the PNG pictures; None writes none.
+        plot_distances: "epoch" (each evaluation), "end" or None.
+        grid_queries: number of queries in the retrieval grid (0: no grid).
+        grid_k: neighbours per query in the grid.
+        seed: seed of the grid's query choice and the histogram subsample.
+        verbose: 1 shows a progress bar while embedding and prints the
+            metrics.
+
+    Attributes:
+        history: list of `(epoch, metrics_dict)` of every evaluation.
+
+    Example:
+
+    >>> import numpy as np, keras, keras_mdr.callbacks
+    >>> x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    >>> y = np.repeat(np.arange(16), 4)
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> callback = keras_mdr.callbacks.RetrievalEvaluation((x, y), ks=(1, 2), verbose=0)
+    >>> history = model.fit(x, x[:, :4], epochs=1, verbose=0, callbacks=[callback])
+    >>> sorted(history.history)[-3:]
+    ['val_map@r', 'val_r_precision', 'val_recall@1']
+
+    Reference:
+        Musgrave, Belongie & Lim, "A Metric Learning Reality Check", ECCV 2020
+        (MAP@R, R-Precision); Kim & Park, AAAI 2021 (the MDR protocol).
+    """
+
+    def __init__(
+        self,
+        data,
+        gallery_data=None,
+        *,
+        ks=(1, 2, 4, 8),
+        every_n_epochs=1,
+        prefix="val_",
+        distance="euclidean",
+        include_map=True,
+        include_nmi=False,
+        embed_fn=None,
+        batch_size=256,
+        log_dir=None,
+        plot_distances=None,
+        grid_queries=0,
+        grid_k=5,
+        seed=0,
+        verbose=1,
+    ):
+        super().__init__()
+        if int(every_n_epochs) < 1:
+            raise ValueError(
+                f"Expected every_n_epochs >= 1. Received: every_n_epochs={every_n_epochs}"
+            )
+        if plot_distances not in (None, "epoch", "end"):
+            raise ValueError(
+                "Expected plot_distances to be 'epoch', 'end' or None. "
+                f"Received: plot_distances={plot_distances!r}"
+            )
+        self.data = data
+        self.gallery_data = gallery_data
+        self.ks = tuple(int(k) for k in ks)
+        self.every_n_epochs = int(every_n_epochs)
+        self.prefix = str(prefix)
+        self.distance = knn.check_distance(distance)
+        self.include_map = bool(include_map)
+        self.include_nmi = bool(include_nmi)
+        self.embed_fn = embed_fn
+        self.batch_size = int(batch_size)
+        self.log_dir = log_dir
+        self.plot_distances = plot_distances
+        self.grid_queries = int(grid_queries)
+        self.grid_k = int(grid_k)
+        self.seed = int(seed)
+        self.verbose = int(verbose)
+        self.history = []
+        self._last = None
+
+    def _embed(self, data):
+        fn = self.embed_fn or embedding_lib.embedding_function(self.model)
+        if self.verbose:
+            print()  # keep the embedding bar off the line of fit's own bar
+        return embedding_lib.embed_dataset(
+            fn, data, batch_size=self.batch_size, verbose=self.verbose
+        )
+
+    def evaluate(self):
+        """Embeds the data and returns the metrics (names without prefix)."""
+        queries, q_labels = self._embed(self.data)
+        gallery = g_labels = None
+        if self.gallery_data is not None:
+            gallery, g_labels = self._embed(self.gallery_data)
+        summary = metrics.rank_summary(
+            queries, q_labels, gallery_embeddings=gallery, gallery_labels=g_labels,
+            distance=self.distance,
+        )
+        ranks = metrics.metrics_from_ranks(summary, self.ks)
+        result = {f"recall@{k}": ranks[f"recall@{k}"] for k in self.ks}
+        if self.include_map:
+            result["map@r"] = ranks["map@r"]
+            result["r_precision"] = ranks["r_precision"]
+        if self.include_nmi:
+            from keras_mdr.evaluation import clustering
+
+            result["nmi"] = clustering.nmi(
+                queries if gallery is None else np.concatenate([queries, gallery]),
+                q_labels if gallery is None else np.concatenate([q_labels, g_labels]),
+                distance=self.distance, seed=self.seed,
+            )
+        self._last = (queries, q_labels, gallery, g_labels)
+        return result
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs != 0:
+            return
+        result = self.evaluate()
+        self.history.append((epoch, result))
+        if logs is not None:
+            for name, value in result.items():
+                logs[self.prefix + name] = value
+        if self.verbose:
+            text = " - ".join(f"{self.prefix}{k}: {v:.4f}" for k, v in result.items())
+            print(f"Retrieval evaluation, epoch {epoch + 1}: {text}")
+        if self.log_dir is not None and self.plot_distances == "epoch":
+            self._plot_distances(epoch)
+
+    def _plot_distances(self, epoch):
+        queries, q_labels = self._last[0], self._last[1]
+        levels, stats = mdr_state(self.model)
+        title = f"MDR-normalised distances, epoch {epoch + 1}"
+        if levels is None:
+            title += " (no MDR levels found: default levels shown)"
+        return visualization.plot_distance_histogram(
+            queries,
+            os.path.join(self.log_dir, f"distances_epoch_{epoch + 1:03d}.png"),
+            labels=q_labels,
+            levels=visualization.DEFAULT_LEVELS if levels is None else levels,
+            mean_std=stats,
+            seed=self.seed,
+            title=title,
+        )
+
+    def on_train_end(self, logs=None):
+        if self.log_dir is None or not self.history:
+            return
+        curves = {
+            f"epoch {epoch + 1}": {k: r[f"recall@{k}"] for k in self.ks}
+            for epoch, r in self.history
+        }
+        visualization.plot_recall_curves(
+            curves, os.path.join(self.log_dir, "recall_at_k.png")
+        )
+        if self.plot_distances == "end":
+            self._plot_distances(self.history[-1][0])
+        if self.grid_queries > 0:
+            self.plot_retrieval_grid(os.path.join(self.log_dir, "retrieval_grid.png"))
+
+    def plot_retrieval_grid(self, path):
+        """Writes the retrieval grid of the last evaluation to `path`.
+
+        Picks `grid_queries` queries (seeded), finds their `grid_k` nearest
+        gallery items by exact faiss search on the last embeddings, then reads
+        the data once more keeping only those images.
+        """
+        if self._last is None:
+            raise ValueError("Expected an evaluation before the grid. Call evaluate() first.")
+        queries, q_labels, gallery, g_labels = self._last
+        rng = np.random.default_rng(self.seed)
+        n_q = min(self.grid_queries, queries.shape[0])
+        picks = np.sort(rng.choice(queries.shape[0], size=n_q, replace=False))
+        self_mode = gallery is None
+        k = min(self.grid_k, (queries.shape[0] - 1) if self_mode else gallery.shape[0])
+        neighbours, distances = knn.knn_search(
+            queries, gallery, k=k, distance=self.distance, exclude_self=self_mode
+        )
+        neighbours, distances = neighbours[picks], distances[picks]
+        if self_mode:
+            images, labels_again = embedding_lib.gather_inputs(
+                self.data, np.concatenate([picks, neighbours.reshape(-1)]),
+                batch_size=self.batch_size,
+            )
+            gallery_images = images
+            neighbour_labels = q_labels[neighbours]
+        else:
+            images, labels_again = embedding_lib.gather_inputs(
+                self.data, picks, batch_size=self.batch_size
+            )
+            gallery_images, _ = embedding_lib.gather_inputs(
+                self.gallery_data, neighbours.reshape(-1), batch_size=self.batch_size
+            )
+            neighbour_labels = g_labels[neighbours]
+        if not np.array_equal(labels_again, q_labels):
+            raise ValueError(
+                "Expected the evaluation data in the same order on every pass "
+                "(a shuffled dataset cannot be pictured). Received: labels in a "
+                "different order."
+            )
+        query_images = [images[int(i)] for i in picks]
+        neighbour_images = [[gallery_images[int(j)] for j in row] for row in neighbours]
+        return visualization.plot_retrieval_grid(
+            query_images, q_labels[picks], neighbour_images, neighbour_labels, path,
+            neighbor_distances=distances,
+        )

@@ -1,0 +1,470 @@
+"""Exact retrieval ranks by blocked matrix products: no sort, no top-1000.
+
+Recall@K only needs, per query, the position of its nearest relevant item,
+i.e. how many irrelevant items are at least as close (tie rule in
+`ranking.py`). MAP@R and R-Precision only need the first R positions. Both are
+counts against per-query thresholds, so they can be taken block by block from
+the distance matrix without ever holding it, and without sorting its rows.
+
+How the work is laid out:
+
+* The gallery is sorted by label once, so the relevant items of a block of
+  (label-sorted) queries occupy a narrow band of columns. The band is computed
+  first; it yields each query's relevant distances `s_(1) <= ... <= s_(R)`.
+* Every other column block then costs one GEMM plus, per row, one compare and
+  count against `s_(1)` (the rank of the nearest relevant item, for Recall@K)
+  and one compare against a shrinking threshold `T` (for MAP@R). The few
+  irrelevant items under `T` are kept in a small per-query pool; `T` starts at
+  `s_(R)` and drops to `s_(m*)`, the farthest relevant item that can still sit
+  in the first R positions, so each pool stays below R items.
+* Rankings use `|g|^2 - 2 q.g` (the squared Euclidean distance minus the
+  query's own `|q|^2`, which does not change a row's order), obtained from a
+  single GEMM by appending `|g|^2` to the gallery and 1 to the queries; for
+  cosine, `-q.g` on L2-normalised copies.
+* Blocks are small (default 1024 x 1024, 4 MiB) and buffers are allocated once
+  per worker and reused, so the reductions read from cache and fresh memory is
+  rarely touched. Workers (threads, one BLAS thread each) take query blocks
+  from a shared counter; NumPy and BLAS release the GIL for the heavy parts.
+
+Memory: the label-sorted, augmented gallery copy (N x (d + 1) float32) plus a
+few MiB per worker; never an N x N matrix.
+"""
+
+import os
+import threading
+
+import numpy as np
+
+from keras_mdr.evaluation import ranking
+
+# Byte lanes of a uint64 row sum must not overflow: at most 255 words a row.
+_MAX_BLOCK_COLS = 2040
+
+
+def _normalise_rows(x):
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
+    # Zero vectors stay zero rather than becoming NaN.
+    norms[norms == 0] = 1.0
+    return x / norms[:, None]
+
+
+def _as_matrix(name, x):
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(
+            f"Expected {name} to be a non-empty 2-D array (num_items, dim). "
+            f"Received: {name}.shape={x.shape}"
+        )
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"Expected real {name}. Received: dtype={x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"Expected finite {name}. Received: NaN or inf values.")
+    return x
+
+
+def _as_labels(name, labels, n):
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(
+            f"Expected {name} of shape ({n},). Received: {name}.shape={labels.shape}"
+        )
+    return labels
+
+
+def prepare_inputs(embeddings, labels, gallery_embeddings=None, gallery_labels=None):
+    """Validates inputs; returns `(queries, q_labels, gallery, g_labels, self_mode)`.
+
+    Labels come back as int64 codes shared by queries and gallery.
+    """
+    queries = _as_matrix("embeddings", embeddings)
+    q_labels = _as_labels("labels", labels, queries.shape[0])
+    if (gallery_embeddings is None) != (gallery_labels is None):
+        raise ValueError(
+            "Expected gallery_embeddings and gallery_labels together or neither. "
+            f"Received: gallery_embeddings is None={gallery_embeddings is None}, "
+            f"gallery_labels is None={gallery_labels is None}"
+        )
+    if gallery_embeddings is None:
+        codes = np.unique(q_labels, return_inverse=True)[1].astype(np.int64)
+        return queries, codes, queries, codes, True
+    gallery = _as_matrix("gallery_embeddings", gallery_embeddings)
+    if gallery.shape[1] != queries.shape[1]:
+        raise ValueError(
+            "Expected queries and gallery of the same dimension. Received: "
+            f"embeddings.shape={queries.shape}, gallery_embeddings.shape={gallery.shape}"
+        )
+    g_labels = _as_labels("gallery_labels", gallery_labels, gallery.shape[0])
+    codes = np.unique(np.concatenate([q_labels, g_labels]), return_inverse=True)[1]
+    codes = codes.astype(np.int64)
+    return queries, codes[: queries.shape[0]], gallery, codes[queries.shape[0] :], False
+
+
+def _row_counts(mask):
+    """Per-row number of True in a C-contiguous bool (rows, 8 * w) array, w <= 255."""
+    words = mask.view(np.uint64)
+    lanes = np.add.reduce(words, axis=1, dtype=np.uint64)
+    return np.add.reduce(lanes.view(np.uint8).reshape(-1, 8), axis=1, dtype=np.int64)
+
+
+def _nonzero_rows(mask, rows):
+    """(row, col) of the True entries of `mask[rows]`, scanning 8 bytes at a time."""
+    words = mask.view(np.uint64)[rows]
+    w_row, w_col = np.nonzero(words)
+    hit_bytes = words[w_row, w_col].view(np.uint8).reshape(-1, 8)
+    b_idx, b_pos = np.nonzero(hit_bytes)
+    return rows[w_row[b_idx]], w_col[b_idx] * 8 + b_pos
+
+
+class _Block:
+    """Per-block state: relevant distances, thresholds and the candidate pool."""
+
+    def __init__(self, rows, R, pos_offsets, pos_scores):
+        self.rows = rows
+        self.R = R
+        self.pos_offsets = pos_offsets
+        self.pos_scores = pos_scores
+        has = R > 0
+        self.t1 = np.full(rows, -np.inf, np.float32)
+        self.t1[has] = pos_scores[pos_offsets[:-1][has]]
+        self.T = np.full(rows, -np.inf, np.float32)
+        self.T[has] = pos_scores[pos_offsets[1:][has] - 1]
+        self.pool_rows = np.zeros(0, np.int64)
+        self.pool_scores = np.zeros(0, np.float32)
+        self.count1 = np.zeros(rows, np.int64)
+
+    def _rank_positives(self, rows, neg_rows, neg_scores):
+        """For the relevant items of `rows` (sorted, unique): (row, m, c_m, s_(m)).
+
+        `c_m` is the number of pooled irrelevant items at distance <= s_(m).
+        """
+        counts = self.R[rows]
+        p_rows = np.repeat(rows, counts)
+        starts = np.repeat(self.pos_offsets[rows] - np.cumsum(counts) + counts, counts)
+        p_scores = self.pos_scores[starts + np.arange(p_rows.shape[0])]
+        all_rows = np.concatenate([neg_rows, p_rows])
+        all_scores = np.concatenate([neg_scores, p_scores])
+        is_pos = np.concatenate(
+            [np.zeros(neg_rows.shape[0], np.int8), np.ones(p_rows.shape[0], np.int8)]
+        )
+        # Pessimistic ties: at equal distance the irrelevant item comes first.
+        order = np.lexsort((is_pos, all_scores, all_rows))
+        s_rows = all_rows[order]
+        s_pos = is_pos[order].astype(bool)
+        neg_cum = np.cumsum(~s_pos)
+        pos_cum = np.cumsum(s_pos)
+        first = np.searchsorted(s_rows, rows, side="left")
+        neg_base = neg_cum[first] - (~s_pos[first])
+        pos_base = pos_cum[first] - s_pos[first]
+        row_slot = np.searchsorted(rows, s_rows)
+        where = np.nonzero(s_pos)[0]
+        slot = row_slot[where]
+        c = neg_cum[where] - neg_base[slot]
+        m = pos_cum[where] - pos_base[slot]
+        return s_rows[where], m, c, all_scores[order][where]
+
+    def add_candidates(self, new_rows, new_scores):
+        """Adds irrelevant items under `T`, then tightens `T` and prunes."""
+        touched = np.unique(new_rows)
+        old = np.isin(self.pool_rows, touched)
+        neg_rows = np.concatenate([self.pool_rows[old], new_rows])
+        neg_scores = np.concatenate([self.pool_scores[old], new_scores])
+        p_rows, m, c, s = self._rank_positives(touched, neg_rows, neg_scores)
+        # Relevant items beyond the current T are already out of the first R
+        # (and the pool no longer holds the irrelevant items before them).
+        alive = (c + m <= self.R[p_rows]) & (s <= self.T[p_rows])
+        # c_m + m grows with m, so the live relevant items form a prefix.
+        m_star = np.bincount(p_rows[alive], minlength=self.rows)[touched]
+        new_t = np.full(touched.shape[0], -np.inf, np.float32)
+        live = m_star > 0
+        new_t[live] = self.pos_scores[self.pos_offsets[touched[live]] + m_star[live] - 1]
+        self.T[touched] = new_t
+        keep = neg_scores <= self.T[neg_rows]
+        self.pool_rows = np.concatenate([self.pool_rows[~old], neg_rows[keep]])
+        self.pool_scores = np.concatenate([self.pool_scores[~old], neg_scores[keep]])
+
+    def hits(self):
+        """(row, position) of relevant items in the first R positions."""
+        rows = np.nonzero(self.R > 0)[0]
+        p_rows, m, c, s = self._rank_positives(rows, self.pool_rows, self.pool_scores)
+        position = c + m
+        # The pool holds every irrelevant item up to T, so counts are exact for
+        # relevant items up to T; those beyond T cannot be in the first R.
+        alive = (position <= self.R[p_rows]) & (s <= self.T[p_rows])
+        return p_rows[alive], position[alive]
+
+
+class _Engine:
+    def __init__(self, queries, q_labels, gallery, g_labels, self_mode, distance,
+                 block_rows, block_cols, cache_bytes):
+        self.self_mode = self_mode
+        self.block_rows = block_rows
+        self.block_cols = block_cols
+        n, d = gallery.shape
+        self.n = n
+        self.g_order = np.argsort(g_labels, kind="stable")
+        self.gl = g_labels[self.g_order]
+        num_codes = int(max(q_labels.max(), g_labels.max())) + 1
+        codes = np.arange(num_codes)
+        self.class_start = np.searchsorted(self.gl, codes, side="left")
+        self.class_end = np.searchsorted(self.gl, codes, side="right")
+        self.q_order = self.g_order if self_mode else np.argsort(q_labels, kind="stable")
+        self.ql = q_labels[self.q_order]
+        self.R = self.class_end[self.ql] - self.class_start[self.ql] - int(self_mode)
+        self.cosine = distance == "cosine"
+        self.queries = queries
+        self.dim = d
+        self.k_dim = d if self.cosine else d + 1
+        # One augmented, label-sorted gallery copy, filled in slices so that no
+        # second full-size temporary is made.
+        self.ga = np.empty((n, self.k_dim), np.float32)
+        step = 8192
+        for a in range(0, n, step):
+            g = gallery[self.g_order[a : a + step]]
+            if self.cosine:
+                np.negative(_normalise_rows(g), out=self.ga[a : a + step])
+            else:
+                np.multiply(g, -2.0, out=self.ga[a : a + step, :d])
+                self.ga[a : a + step, d] = np.einsum("ij,ij->i", g, g, dtype=np.float32)
+        self.cache_chunks = max(1, cache_bytes // (block_rows * block_cols * 4))
+        self.num_blocks = -(-queries.shape[0] // block_rows)
+        self.num_chunks = -(-n // block_cols)
+
+    def _query_block(self, a, b, out):
+        q = self.queries[self.q_order[a:b]]
+        if self.cosine:
+            out[: b - a] = _normalise_rows(q)
+        else:
+            out[: b - a, : self.dim] = q
+            out[: b - a, self.dim] = 1.0
+        return out[: b - a]
+
+    def _gemm(self, qa, k, buf):
+        c0 = k * self.block_cols
+        c1 = min(self.n, c0 + self.block_cols)
+        rows = qa.shape[0]
+        out = buf[: rows * (c1 - c0)].reshape(rows, c1 - c0)
+        np.matmul(qa, self.ga[c0:c1].T, out=out)
+        return out
+
+    def run_block(self, index, buffers):
+        a = index * self.block_rows
+        b = min(self.queries.shape[0], a + self.block_rows)
+        rows = b - a
+        qa = self._query_block(a, b, buffers["q"])
+        ql = self.ql[a:b]
+        R = self.R[a:b]
+        C = self.block_cols
+
+        # Relevant items: the band [lo, hi) of the label-sorted gallery.
+        starts = self.class_start[ql]
+        counts = self.class_end[ql] - starts
+        lo, hi = int(starts.min()), int((starts + counts).max())
+        p_rows = np.repeat(np.arange(rows), counts)
+        p_cols = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(
+            p_rows.shape[0]
+        )
+        p_vals = np.empty(p_rows.shape[0], np.float32)
+        band = range(lo // C, (hi - 1) // C + 1) if hi > lo else range(0)
+        cached = {}
+        for slot, k in enumerate(band):
+            if slot < self.cache_chunks:
+                if slot == len(buffers["cache"]):
+                    buffers["cache"].append(np.empty(self.block_rows * C, np.float32))
+                x = self._gemm(qa, k, buffers["cache"][slot])
+                cached[k] = x
+            else:
+                x = self._gemm(qa, k, buffers["s"])
+            sel = (p_cols // C) == k
+            p_vals[sel] = x[p_rows[sel], p_cols[sel] - k * C]
+        self_score = np.full(rows, np.inf, np.float32)
+        if self.self_mode:
+            is_self = p_cols == a + p_rows
+            self_score[p_rows[is_self]] = p_vals[is_self]
+            keep = ~is_self
+            p_rows, p_vals = p_rows[keep], p_vals[keep]
+        order = np.lexsort((p_vals, p_rows))
+        pos_offsets = np.zeros(rows + 1, np.int64)
+        np.cumsum(R, out=pos_offsets[1:])
+        state = _Block(rows, R, pos_offsets, p_vals[order])
+
+        mask_buf = buffers["mask"]
+        pending_rows, pending_scores, pending = [], [], 0
+        chunk_order = list(cached) + [k for k in range(self.num_chunks) if k not in cached]
+        for k in chunk_order:
+            x = cached[k] if k in cached else self._gemm(qa, k, buffers["s"])
+            w = x.shape[1]
+            wpad = -(-w // 8) * 8
+            mask = mask_buf[: rows * wpad].reshape(rows, wpad)
+            if wpad != w:
+                mask[:, w:] = False
+            # One compare per element. A live row (T > -inf) compares against
+            # T >= s_(1) and its items are extracted, which also yields its
+            # count at s_(1); a finished row only needs the count at s_(1).
+            live = state.T > -np.inf
+            np.less_equal(x, np.where(live, state.T, state.t1)[:, None], out=mask[:, :w])
+            counts = _row_counts(mask)
+            state.count1 += np.where(live, 0, counts)
+            busy = np.nonzero(live & (counts > 0))[0]
+            if busy.shape[0] == 0:
+                continue
+            r_idx, c_idx = _nonzero_rows(mask, busy)
+            vals = x[r_idx, c_idx]
+            state.count1 += np.bincount(r_idx[vals <= state.t1[r_idx]], minlength=rows)
+            neg = self.gl[k * C + c_idx] != ql[r_idx]
+            if np.any(neg):
+                pending_rows.append(r_idx[neg])
+                pending_scores.append(vals[neg])
+                pending += pending_rows[-1].shape[0]
+            # Tightening T costs a few small sorts: batch it, but before the
+            # stale thresholds let many needless items through.
+            if pending > 2 * rows:
+                state.add_candidates(np.concatenate(pending_rows),
+                                     np.concatenate(pending_scores))
+                pending_rows, pending_scores, pending = [], [], 0
+        if pending:
+            state.add_candidates(np.concatenate(pending_rows), np.concatenate(pending_scores))
+
+        # Irrelevant items at distance <= s_(1): all counted items, less the
+        # relevant ones tied at s_(1) and the query itself.
+        pos_le = np.bincount(
+            np.repeat(np.arange(rows), R)[state.pos_scores <= np.repeat(state.t1, R)],
+            minlength=rows,
+        )
+        c1 = state.count1 - pos_le - (self_score <= state.t1)
+        first = np.where(R > 0, c1 + 1, 0).astype(np.int64)
+        h_rows, h_pos = state.hits()
+        order = np.lexsort((h_pos, h_rows))
+        offsets = np.zeros(rows + 1, np.int64)
+        np.cumsum(np.bincount(h_rows, minlength=rows), out=offsets[1:])
+        return ranking.RankSummary(
+            num_relevant=R.astype(np.int64),
+            first_relevant=first,
+            hit_offsets=offsets,
+            hit_positions=h_pos[order].astype(np.int64),
+        )
+
+    def new_buffers(self):
+        rows, cols = self.block_rows, self.block_cols
+        wpad = -(-cols // 8) * 8
+        return {
+            "q": np.empty((rows, self.k_dim), np.float32),
+            "s": np.empty(rows * cols, np.float32),
+            "mask": np.zeros(rows * wpad, bool),
+            "cache": [],  # grown on demand, up to cache_chunks blocks
+        }
+
+
+def default_num_threads():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def blocked_rank_summary(
+    embeddings,
+    labels,
+    gallery_embeddings=None,
+    gallery_labels=None,
+    *,
+    distance="euclidean",
+    block_rows=1024,
+    block_cols=1024,
+    num_threads=None,
+    cache_bytes=32 << 20,
+):
+    """Exact `RankSummary` of every query by blocked GEMM (see module docstring).
+
+    Args:
+        embeddings: float `(Q, d)` queries (also the gallery when
+            `gallery_embeddings` is None; then each query is left out of its
+            own ranking by index).
+        labels: `(Q,)` labels of any sortable dtype.
+        gallery_embeddings: optional float `(N, d)`.
+        gallery_labels: optional `(N,)`.
+        distance: "euclidean" (also "squared_euclidean": same ranking) or
+            "cosine".
+        block_rows: queries per block.
+        block_cols: gallery items per block, 8 to 2040.
+        num_threads: worker threads (default: the CPUs this process may use).
+            With more than one, each uses one BLAS thread.
+        cache_bytes: per-worker budget for keeping the relevant band's
+            distance blocks between the two passes.
+
+    Returns:
+        A `RankSummary` in the order of `embeddings`, with exact ranks.
+    """
+    if distance not in ("euclidean", "squared_euclidean", "cosine"):
+        raise ValueError(
+            "Expected distance to be 'euclidean', 'squared_euclidean' or "
+            f"'cosine'. Received: distance={distance!r}"
+        )
+    if not 8 <= int(block_cols) <= _MAX_BLOCK_COLS:
+        raise ValueError(
+            f"Expected 8 <= block_cols <= {_MAX_BLOCK_COLS}. "
+            f"Received: block_cols={block_cols}"
+        )
+    if int(block_rows) < 1:
+        raise ValueError(f"Expected block_rows >= 1. Received: block_rows={block_rows}")
+    queries, q_labels, gallery, g_labels, self_mode = prepare_inputs(
+        embeddings, labels, gallery_embeddings, gallery_labels
+    )
+    block_rows = min(int(block_rows), queries.shape[0])
+    engine = _Engine(queries, q_labels, gallery, g_labels, self_mode, distance,
+                     block_rows, int(block_cols), int(cache_bytes))
+    num_threads = default_num_threads() if num_threads is None else int(num_threads)
+    num_threads = max(1, min(num_threads, engine.num_blocks))
+    results = [None] * engine.num_blocks
+    errors = []
+    counter = iter(range(engine.num_blocks))
+    lock = threading.Lock()
+
+    def work():
+        buffers = engine.new_buffers()
+        while not errors:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                return
+            try:
+                results[index] = engine.run_block(index, buffers)
+            except BaseException as error:  # re-raised in the caller's thread
+                errors.append(error)
+                return
+
+    if num_threads == 1:
+        work()
+    else:
+        with _single_threaded_blas():
+            threads = [threading.Thread(target=work) for _ in range(num_threads)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    if errors:
+        raise errors[0]
+    summary = ranking.concatenate(results)
+    inverse = np.empty_like(engine.q_order)
+    inverse[engine.q_order] = np.arange(engine.q_order.shape[0])
+    return summary.take(inverse)
+
+
+class _single_threaded_blas:
+    """Limits BLAS to one thread while our own threads share the cores."""
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl ships with sklearn
+            self._limits = None
+            return self
+        self._limits = threadpool_limits(limits=1, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+        return False

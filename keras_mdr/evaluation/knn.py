@@ -1,0 +1,222 @@
+"""Exact k-nearest-neighbour search with faiss, in bounded memory.
+
+`knn_search` is what users (the retrieval grid, `EmbeddingIndex`) call for
+neighbour lists; `knn_rank_summary` turns those lists into a `RankSummary`
+(the tie rule of `ranking.py` applied), as a second engine beside the blocked
+GEMM one. Queries go to faiss in blocks, so the distance matrix faiss builds
+internally is never larger than `block_size x N`.
+"""
+
+import numpy as np
+
+from keras_mdr.evaluation import ranking
+from keras_mdr.evaluation.blocked_ranks import _normalise_rows, prepare_inputs
+
+DISTANCES = ("euclidean", "squared_euclidean", "cosine")
+
+
+def check_distance(distance):
+    if distance not in DISTANCES:
+        raise ValueError(
+            f"Expected distance to be one of {DISTANCES}. Received: distance={distance!r}"
+        )
+    return distance
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def flat_index(gallery, distance="euclidean"):
+    """An exact faiss index over float32 `gallery` (L2 or inner product).
+
+    For "cosine", rows are L2-normalised before they are added.
+    """
+    faiss = _faiss()
+    check_distance(distance)
+    gallery = np.ascontiguousarray(gallery, dtype=np.float32)
+    if distance == "cosine":
+        index = faiss.IndexFlatIP(gallery.shape[1])
+        gallery = _normalise_rows(gallery)
+    else:
+        index = faiss.IndexFlatL2(gallery.shape[1])
+    index.add(gallery)
+    return index
+
+
+def faiss_to_distance(raw, distance):
+    """Converts faiss scores (squared L2, or inner product) to `distance`."""
+    raw = np.asarray(raw, dtype=np.float32)
+    if distance == "euclidean":
+        return np.sqrt(np.maximum(raw, 0.0))
+    if distance == "squared_euclidean":
+        return np.maximum(raw, 0.0)
+    return 1.0 - raw
+
+
+def knn_search(
+    queries,
+    gallery=None,
+    k=10,
+    *,
+    distance="euclidean",
+    exclude_self=None,
+    block_size=2048,
+    index=None,
+):
+    """Exact k nearest neighbours of each query, by faiss, in query blocks.
+
+    Args:
+        queries: float `(Q, d)`.
+        gallery: float `(N, d)`; None searches `queries` against itself.
+        k: neighbours per query.
+        distance: "euclidean", "squared_euclidean" or "cosine" (inner product
+            of L2-normalised copies; distances returned as `1 - cos`).
+        exclude_self: leave query i out of its own list (by index). Defaults to
+            True when `gallery` is None.
+        block_size: queries per faiss call; bounds memory at
+            `block_size x N` distances.
+        index: an already built exact faiss index over the gallery.
+
+    Returns:
+        `(indices, distances)`: int64 and float32 arrays `(Q, k)`, nearest
+        first. Faiss breaks ties arbitrarily; use the metrics for a fixed tie
+        rule.
+    """
+    check_distance(distance)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    self_mode = gallery is None
+    if exclude_self is None:
+        exclude_self = self_mode
+    if exclude_self and not self_mode and gallery.shape[0] != queries.shape[0]:
+        raise ValueError(
+            "Expected exclude_self only when queries and gallery are the same "
+            f"items. Received: {queries.shape[0]} queries, {gallery.shape[0]} gallery items"
+        )
+    if index is None:
+        index = flat_index(queries if self_mode else gallery, distance)
+    n = index.ntotal
+    k = int(k)
+    if not 1 <= k <= n - int(bool(exclude_self)):
+        raise ValueError(
+            f"Expected 1 <= k <= {n - int(bool(exclude_self))}. Received: k={k}"
+        )
+    q = _normalise_rows(queries) if distance == "cosine" else queries
+    extra = int(bool(exclude_self))
+    out_idx = np.empty((q.shape[0], k), np.int64)
+    out_raw = np.empty((q.shape[0], k), np.float32)
+    for a in range(0, q.shape[0], block_size):
+        b = min(q.shape[0], a + block_size)
+        raw, idx = index.search(q[a:b], k + extra)
+        if extra:
+            own = idx == np.arange(a, b)[:, None]
+            # Drop the query itself; if a tie pushed it out of the list, drop
+            # the last neighbour instead.
+            drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+            keep = np.ones_like(own)
+            keep[np.arange(b - a), drop] = False
+            idx = idx[keep].reshape(b - a, k)
+            raw = raw[keep].reshape(b - a, k)
+        out_idx[a:b] = idx
+        out_raw[a:b] = raw
+    if distance == "cosine":
+        out_raw = 1.0 - out_raw
+        return out_idx, out_raw
+    return out_idx, faiss_to_distance(out_raw, distance)
+
+
+def _row_sort_key(raw, distance):
+    # Larger inner product is nearer: negate so that ascending is nearest first.
+    return -raw if distance == "cosine" else raw
+
+
+def knn_rank_summary(
+    embeddings,
+    labels,
+    gallery_embeddings=None,
+    gallery_labels=None,
+    *,
+    max_rank=1000,
+    distance="euclidean",
+    block_size=2048,
+):
+    """`RankSummary` from exact faiss top-k lists, with the tie rule enforced.
+
+    Faiss returns the right set of neighbours except possibly among items tied
+    with the last one returned. Lists are therefore taken one deeper than
+    needed: where the deepest needed position ties with the last returned
+    item, the query's whole row is recomputed with NumPy and ranked exactly.
+
+    Args:
+        max_rank: depth of the summary; Recall@K is available for K up to it.
+            Raised to the largest R so that MAP@R is exact.
+
+    Returns:
+        A `RankSummary` with `max_rank` set.
+    """
+    check_distance(distance)
+    queries, q_labels, gallery, g_labels, self_mode = prepare_inputs(
+        embeddings, labels, gallery_embeddings, gallery_labels
+    )
+    n = gallery.shape[0]
+    extra = int(self_mode)
+    g_counts = np.bincount(g_labels, minlength=int(max(q_labels.max(), g_labels.max())) + 1)
+    num_relevant = g_counts[q_labels] - extra
+    depth = int(min(n - extra, max(int(max_rank), int(num_relevant.max()))))
+    fetch = min(n, depth + extra + 1)
+    faiss_distance = "cosine" if distance == "cosine" else "squared_euclidean"
+    index = flat_index(gallery, faiss_distance)
+    q = _normalise_rows(queries) if distance == "cosine" else queries
+    relevance = np.zeros((queries.shape[0], depth), bool)
+    for a in range(0, queries.shape[0], block_size):
+        b = min(queries.shape[0], a + block_size)
+        raw, idx = index.search(q[a:b], fetch)
+        key = _row_sort_key(raw, distance)
+        if self_mode:
+            own = idx == np.arange(a, b)[:, None]
+            key = np.where(own, np.inf, key)  # the query goes last, then is cut
+        rel = g_labels[idx] == q_labels[a:b, None]
+        order = _lexsort_rows(key, rel)
+        key = np.take_along_axis(key, order, axis=1)
+        rel = np.take_along_axis(rel, order, axis=1)
+        usable = fetch - extra
+        key, rel = key[:, :usable], rel[:, :usable]
+        if usable > depth:
+            # Exact unless the deepest needed position ties with the last item.
+            redo = key[:, depth - 1] >= key[:, usable - 1]
+        else:
+            redo = np.zeros(b - a, bool)  # the whole gallery was returned
+        relevance[a:b] = rel[:, :depth]
+        for r in np.nonzero(redo)[0]:
+            relevance[a + r] = _exact_row(
+                q[a + r], a + r if self_mode else -1, gallery, g_labels,
+                q_labels[a + r], distance, depth,
+            )
+    return ranking.summary_from_relevance(
+        relevance, num_relevant, max_rank=None if depth >= n - extra else depth
+    )
+
+
+def _lexsort_rows(key, rel):
+    """Per-row order by (key, relevant): at equal key the irrelevant item first."""
+    order = np.argsort(rel, axis=1, kind="stable")
+    key_sorted = np.take_along_axis(key, order, axis=1)
+    second = np.argsort(key_sorted, axis=1, kind="stable")
+    return np.take_along_axis(order, second, axis=1)
+
+
+def _exact_row(query, self_index, gallery, g_labels, label, distance, depth):
+    if distance == "cosine":
+        key = -(_normalise_rows(gallery) @ query)
+    else:
+        diff = gallery.astype(np.float64) - query.astype(np.float64)
+        key = np.einsum("ij,ij->i", diff, diff)
+    rel = g_labels == label
+    if self_index >= 0:
+        key[self_index] = np.inf
+    order = np.lexsort((rel, key))
+    if self_index >= 0:
+        order = order[order != self_index]
+    return rel[order[:depth]]

@@ -1,0 +1,326 @@
+"""`EmbeddingIndex`: nearest-neighbour search over a gallery of embeddings.
+
+Exact by default (faiss `IndexFlatL2` / `IndexFlatIP`); approximate on request
+(`kind="hnsw"` or `kind="ivf"`) for galleries of millions, with
+`recall_against_exact` to measure what the approximation costs.
+"""
+
+import json
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from keras_mdr.evaluation import embedding as embedding_lib
+from keras_mdr.evaluation import knn
+from keras_mdr.evaluation.blocked_ranks import _normalise_rows
+
+KINDS = ("flat", "hnsw", "ivf")
+_INDEX_FILE = "index.faiss"
+_META_FILE = "metadata.npz"
+_CONFIG_FILE = "config.json"
+
+
+class SearchResult(NamedTuple):
+    """Top-k neighbours of each query, nearest first.
+
+    Attributes:
+        ids: `(Q, k)` ids of the gallery items (-1 where an approximate index
+            found fewer than k).
+        labels: `(Q, k)` their labels, or None when the index has no labels.
+        distances: float32 `(Q, k)` in the index's distance ("euclidean":
+            L2, "squared_euclidean", "cosine": `1 - cos`); inf where id is -1.
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray | None
+    distances: np.ndarray
+
+
+class EmbeddingIndex:
+    """A searchable gallery of embeddings with ids and labels.
+
+    Args:
+        distance: "euclidean" (default), "squared_euclidean" or "cosine".
+        kind: "flat" (exact, default), "hnsw" (faiss `IndexHNSWFlat`) or
+            "ivf" (faiss `IndexIVFFlat`).
+        hnsw_m: HNSW graph degree.
+        ef_construction: HNSW build-time beam width.
+        ef_search: HNSW search-time beam width (recall/speed trade-off).
+        nlist: IVF cells; defaults to about `sqrt(N)` (at least 39 points a
+            cell, faiss's training minimum).
+        nprobe: IVF cells visited per query.
+        embed_fn: optional callable `inputs -> embeddings`, used when `search`
+            is given images; `from_model` sets it.
+        seed: seed of IVF training.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_mdr.index import EmbeddingIndex
+    >>> gallery = np.random.default_rng(0).normal(size=(100, 8)).astype("float32")
+    >>> index = EmbeddingIndex().build(gallery, labels=np.arange(100) % 10)
+    >>> result = index.search(gallery[:2], k=3)
+    >>> result.ids[:, 0].tolist()
+    [0, 1]
+    """
+
+    def __init__(
+        self,
+        distance="euclidean",
+        kind="flat",
+        *,
+        hnsw_m=32,
+        ef_construction=200,
+        ef_search=128,
+        nlist=None,
+        nprobe=32,
+        embed_fn=None,
+        seed=0,
+    ):
+        self.distance = knn.check_distance(distance)
+        if kind not in KINDS:
+            raise ValueError(f"Expected kind in {KINDS}. Received: kind={kind!r}")
+        self.kind = kind
+        self.hnsw_m = int(hnsw_m)
+        self.ef_construction = int(ef_construction)
+        self.ef_search = int(ef_search)
+        self.nlist = None if nlist is None else int(nlist)
+        self.nprobe = int(nprobe)
+        self.embed_fn = embed_fn
+        self.seed = int(seed)
+        self._index = None
+        self._ids = np.zeros(0, np.int64)
+        self._labels = None
+
+    def get_config(self):
+        return {
+            "distance": self.distance,
+            "kind": self.kind,
+            "hnsw_m": self.hnsw_m,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "seed": self.seed,
+        }
+
+    @property
+    def dim(self):
+        return None if self._index is None else int(self._index.d)
+
+    def __len__(self):
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    @property
+    def ids(self):
+        return self._ids
+
+    @property
+    def labels(self):
+        return self._labels
+
+    def _prepare(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(
+                f"Expected embeddings of shape (N, dim). Received: shape={x.shape}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError("Expected finite embeddings. Received: NaN or inf values.")
+        return _normalise_rows(x) if self.distance == "cosine" else x
+
+    def _new_index(self, x):
+        import faiss
+
+        d = x.shape[1]
+        metric = faiss.METRIC_INNER_PRODUCT if self.distance == "cosine" else faiss.METRIC_L2
+        if self.kind == "flat":
+            return faiss.IndexFlatIP(d) if self.distance == "cosine" else faiss.IndexFlatL2(d)
+        if self.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, self.hnsw_m, metric)
+            index.hnsw.efConstruction = self.ef_construction
+            return index
+        nlist = self.nlist or max(1, min(x.shape[0] // 39, round(np.sqrt(x.shape[0]))))
+        quantizer = faiss.IndexFlatIP(d) if self.distance == "cosine" else faiss.IndexFlatL2(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
+        index.cp.seed = self.seed
+        index.train(x)
+        return index
+
+    def _apply_search_params(self):
+        if self.kind == "hnsw":
+            self._index.hnsw.efSearch = self.ef_search
+        elif self.kind == "ivf":
+            self._index.nprobe = self.nprobe
+
+    def build(self, embeddings, labels=None, ids=None):
+        """Replaces the gallery with `embeddings` (float `(N, dim)`).
+
+        Args:
+            embeddings: the gallery.
+            labels: optional `(N,)` labels (ints or strings), returned by
+                `search`.
+            ids: optional `(N,)` int ids; defaults to `0..N-1`.
+
+        Returns:
+            self.
+        """
+        x = self._prepare(embeddings)
+        self._index = self._new_index(x)
+        self._apply_search_params()
+        self._ids = np.zeros(0, np.int64)
+        self._labels = None if labels is None else np.zeros(0, np.asarray(labels).dtype)
+        return self.add(embeddings, labels=labels, ids=ids, _prepared=x)
+
+    def add(self, embeddings, labels=None, ids=None, _prepared=None):
+        """Adds items to a built index (an IVF index keeps its trained cells)."""
+        if self._index is None:
+            return self.build(embeddings, labels=labels, ids=ids)
+        x = self._prepare(embeddings) if _prepared is None else _prepared
+        if x.shape[1] != self._index.d:
+            raise ValueError(
+                f"Expected embeddings of dimension {self._index.d}. "
+                f"Received: shape={x.shape}"
+            )
+        n = x.shape[0]
+        if ids is None:
+            start = int(self._ids.max()) + 1 if self._ids.shape[0] else 0
+            ids = np.arange(start, start + n, dtype=np.int64)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.shape[0] != n:
+            raise ValueError(f"Expected {n} ids. Received: ids.shape={ids.shape}")
+        if (labels is None) != (self._labels is None):
+            raise ValueError(
+                "Expected labels for every item or for none. Received: labels "
+                f"{'missing' if labels is None else 'given'} while the index has "
+                f"{'none' if self._labels is None else 'them'}."
+            )
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)
+            if labels.shape[0] != n:
+                raise ValueError(f"Expected {n} labels. Received: labels.shape={labels.shape}")
+            self._labels = np.concatenate([self._labels, labels])
+        self._ids = np.concatenate([self._ids, ids])
+        self._index.add(x)
+        return self
+
+    @classmethod
+    def from_model(cls, model, data, *, ids=None, batch_size=256, verbose=1, **kwargs):
+        """Embeds a finite dataset of `(images, labels)` with `model` and indexes it.
+
+        The model (its `encoder` when it has one) is kept for image queries.
+        Other keyword arguments go to the constructor.
+        """
+        embed_fn = kwargs.pop("embed_fn", None) or embedding_lib.embedding_function(model)
+        embeddings, labels = embedding_lib.embed_dataset(
+            embed_fn, data, batch_size=batch_size, verbose=verbose
+        )
+        return cls(embed_fn=embed_fn, **kwargs).build(embeddings, labels=labels, ids=ids)
+
+    def embed(self, inputs, batch_size=256):
+        """Embeddings of `inputs` (images) with the index's `embed_fn`."""
+        if self.embed_fn is None:
+            raise ValueError(
+                "Expected an index built with from_model (or given embed_fn) to "
+                "search with images. Received: inputs that are not (Q, dim) "
+                "embeddings and no embed_fn."
+            )
+        parts = [
+            np.asarray(embedding_lib._to_numpy(self.embed_fn(inputs[a : a + batch_size])),
+                       dtype=np.float32)
+            for a in range(0, len(inputs), batch_size)
+        ]
+        return np.concatenate(parts)
+
+    def search(self, queries, k=10, *, batch_size=4096):
+        """The `k` nearest gallery items of each query.
+
+        Args:
+            queries: `(Q, dim)` embeddings, or model inputs (images) when the
+                index has an `embed_fn` and the array is not `(Q, dim)`.
+            k: neighbours per query.
+            batch_size: queries per faiss call (bounds memory).
+
+        Returns:
+            A `SearchResult(ids, labels, distances)`.
+        """
+        if self._index is None or len(self) == 0:
+            raise ValueError("Expected a built, non-empty index. Call build() first.")
+        k = int(k)
+        if k < 1:
+            raise ValueError(f"Expected k >= 1. Received: k={k}")
+        q = np.asarray(queries) if not hasattr(queries, "numpy") else queries.numpy()
+        is_embedding = (
+            q.ndim == 2 and q.shape[1] == self.dim and np.issubdtype(q.dtype, np.floating)
+        )
+        if not is_embedding:
+            q = self.embed(q)
+        q = self._prepare(q)
+        raw = np.empty((q.shape[0], k), np.float32)
+        pos = np.empty((q.shape[0], k), np.int64)
+        for a in range(0, q.shape[0], batch_size):
+            raw[a : a + batch_size], pos[a : a + batch_size] = self._index.search(
+                q[a : a + batch_size], k
+            )
+        missing = pos < 0
+        safe = np.where(missing, 0, pos)
+        ids = np.where(missing, -1, self._ids[safe])
+        labels = None if self._labels is None else self._labels[safe]
+        if self.distance == "cosine":
+            distances = 1.0 - raw
+        else:
+            distances = knn.faiss_to_distance(raw, self.distance)
+        distances = np.where(missing, np.inf, distances).astype(np.float32)
+        return SearchResult(ids=ids, labels=labels, distances=distances)
+
+    def recall_against_exact(self, queries, k=10):
+        """Fraction of the exact top-k ids that this index returns (1.0 for "flat")."""
+        exact = EmbeddingIndex(distance=self.distance)
+        exact._index = knn.flat_index(self._stored_vectors(), self.distance)
+        exact._ids = self._ids
+        found = self.search(queries, k).ids
+        truth = exact.search(queries, k).ids
+        hits = sum(np.intersect1d(f, t).shape[0] for f, t in zip(found, truth))
+        return hits / truth.size
+
+    def _stored_vectors(self):
+        """The gallery vectors as stored (normalised for cosine)."""
+        if self.kind == "ivf":
+            self._index.make_direct_map()
+        return self._index.reconstruct_n(0, self._index.ntotal)
+
+    def save(self, directory):
+        """Writes `index.faiss`, `metadata.npz` and `config.json` into `directory`."""
+        import faiss
+
+        if self._index is None:
+            raise ValueError("Expected a built index to save. Call build() first.")
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        faiss.write_index(self._index, os.path.join(directory, _INDEX_FILE))
+        meta = {"ids": self._ids}
+        if self._labels is not None:
+            meta["labels"] = self._labels
+        np.savez(os.path.join(directory, _META_FILE), **meta)
+        with open(os.path.join(directory, _CONFIG_FILE), "w") as f:
+            json.dump(self.get_config(), f, indent=2)
+        return directory
+
+    @classmethod
+    def load(cls, directory, *, model=None, embed_fn=None):
+        """Reads an index written by `save`; `model` or `embed_fn` enables image queries."""
+        import faiss
+
+        directory = os.fspath(directory)
+        with open(os.path.join(directory, _CONFIG_FILE)) as f:
+            config = json.load(f)
+        if embed_fn is None and model is not None:
+            embed_fn = embedding_lib.embedding_function(model)
+        index = cls(embed_fn=embed_fn, **config)
+        index._index = faiss.read_index(os.path.join(directory, _INDEX_FILE))
+        index._apply_search_params()
+        with np.load(os.path.join(directory, _META_FILE), allow_pickle=False) as meta:
+            index._ids = meta["ids"]
+            index._labels = meta["labels"] if "labels" in meta.files else None
+        return index
