@@ -25,6 +25,7 @@ setup(
         "tensorflow-datasets>=4.9.8,<5",
         "faiss-cpu>=1.9,<2",
         "absl-py>=2.0",
+        "tensorboard>=2.20",
         "numpy>=1.26",
         "scipy>=1.11",
         "scikit-learn>=1.4",

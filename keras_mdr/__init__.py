@@ -1,6 +1,6 @@
 """keras_mdr: deep metric learning with Multi-level Distance Regularization for Keras 3."""
 
-from keras_mdr import distances, losses
+from keras_mdr import callbacks, data, distances, evaluation, losses
 from keras_mdr.layers import MDRRegularizer
 from keras_mdr.losses import (
     DistanceWeightedTripletLoss,
@@ -20,6 +20,9 @@ __all__ = [
     "MDRTripletLoss",
     "TripletHardLoss",
     "TripletSemiHardLoss",
+    "callbacks",
+    "data",
     "distances",
+    "evaluation",
     "losses",
 ]

@@ -16,6 +16,18 @@ echo "== installing keras_mdr[test] into .venv"
 
 bash tools/make_tfa_venv.sh .venv-tfa
 
+# Real Fashion-MNIST for the data tests and the quality benchmark (Debian package).
+if [ ! -e /usr/share/datasets/fashion-mnist ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian's dataset-fashion-mnist"
+    (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 ||
+      (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null)) ||
+      echo "WARNING: could not install dataset-fashion-mnist; its test will fail" >&2
+  else
+    echo "WARNING: /usr/share/datasets/fashion-mnist is missing: run 'apt-get install dataset-fashion-mnist' as root" >&2
+  fi
+fi
+
 echo "== running the test suite"
 set +e
 .venv/bin/python -m pytest "$@"

@@ -1,0 +1,164 @@
+"""Embedding encoders: a `keras.applications` backbone (or a small CNN) + a linear head.
+
+The encoder takes float images in [0, 255] and applies the backbone's own input
+preprocessing inside, so a SavedModel export serves raw pixels. The head is a
+linear layer to `embedding_dim` on global-average-pooled features, in float32
+whatever the dtype policy (the losses need float32 distances).
+"""
+
+import os
+
+import keras
+
+from keras_mdr.training.presets import ConfigError
+
+# name -> (constructor, keras.applications preprocessing module)
+BACKBONES = {
+    "resnet50": (lambda: keras.applications.ResNet50, "resnet50"),
+    "inception_v3": (lambda: keras.applications.InceptionV3, "inception_v3"),
+    "efficientnet_b0": (lambda: keras.applications.EfficientNetB0, "efficientnet"),
+    "mobilenet_v2": (lambda: keras.applications.MobileNetV2, "mobilenet_v2"),
+    "small_cnn": (None, "unit"),
+}
+# Smallest input side each keras.applications backbone accepts.
+MIN_IMAGE_SIZE = {"resnet50": 32, "inception_v3": 75, "efficientnet_b0": 32, "mobilenet_v2": 32}
+
+
+@keras.saving.register_keras_serializable(package="keras_mdr")
+class Preprocess(keras.layers.Layer):
+    """A backbone's input preprocessing as a layer, for [0, 255] float images.
+
+    Args:
+        mode: "unit" ([0, 1]), "symmetric" ([-1, 1]) or the name of a
+            `keras.applications` module whose `preprocess_input` to apply
+            ("resnet50", "inception_v3", "efficientnet", "mobilenet_v2").
+    """
+
+    def __init__(self, mode="unit", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("unit", "symmetric") and not hasattr(keras.applications, mode):
+            raise ValueError(f"Expected a preprocessing mode. Received: mode={mode!r}")
+        self.mode = mode
+
+    def call(self, images):
+        images = keras.ops.cast(images, self.compute_dtype)
+        if self.mode == "unit":
+            return images / 255.0
+        if self.mode == "symmetric":
+            return images / 127.5 - 1.0
+        return getattr(keras.applications, self.mode).preprocess_input(images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _small_cnn(input_shape):
+    """Three conv blocks for small grayscale sets (digits, Fashion-MNIST)."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters in (32, 64, 128):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation("relu")(x)
+        if x.shape[1] >= 4:
+            x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x, name="small_cnn")
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def check_backbone(backbone, weights, image_size):
+    """Raises a one-line ConfigError (a ValueError) naming the fix for a bad backbone / weights choice."""
+    if backbone not in BACKBONES:
+        raise ConfigError(
+            f"Unknown backbone {backbone!r}: use one of {sorted(BACKBONES)}."
+        )
+    if weights not in ("imagenet", "none") and not os.path.exists(str(weights)):
+        raise ConfigError(
+            f"--weights={weights!r} is neither 'imagenet', 'none' nor an existing file: "
+            "pass a path to a .weights.h5 / .keras file of the backbone."
+        )
+    if backbone == "small_cnn" and weights == "imagenet":
+        raise ConfigError("--backbone=small_cnn has no ImageNet weights: use --weights=none.")
+    minimum = MIN_IMAGE_SIZE.get(backbone, 1)
+    if image_size < minimum:
+        raise ConfigError(
+            f"--backbone={backbone} needs --image_size >= {minimum}. Received: {image_size}."
+        )
+
+
+def build_encoder(
+    backbone="resnet50",
+    weights="imagenet",
+    embedding_dim=512,
+    image_size=224,
+    channels=3,
+    freeze_batchnorm=True,
+):
+    """Builds an embedding encoder: preprocessing, backbone, pooling, linear head.
+
+    Args:
+        backbone: one of `BACKBONES` ("resnet50", "inception_v3" (the closest
+            to the paper's BN-Inception in `keras.applications`),
+            "efficientnet_b0", "mobilenet_v2", "small_cnn").
+        weights: "imagenet" (downloaded by Keras when first asked; needs a
+            network), "none", or a path to weights of the backbone.
+        embedding_dim: the embedding size (512 in the paper).
+        image_size: input height and width.
+        channels: input channels (3 for `keras.applications` backbones).
+        freeze_batchnorm: keep BatchNormalization layers in inference mode
+            with frozen statistics, as the paper does.
+
+    Returns:
+        A `keras.Model` named "encoder": float images `(None, image_size,
+        image_size, channels)` in [0, 255] to float32 `(None, embedding_dim)`.
+
+    Example:
+
+    >>> encoder = keras_mdr.training.build_encoder(
+    ...     "small_cnn", weights="none", embedding_dim=64, image_size=8)
+    >>> encoder.output_shape
+    (None, 64)
+    """
+    check_backbone(backbone, weights, image_size)
+    constructor, preprocessing = BACKBONES[backbone]
+    input_shape = (image_size, image_size, channels)
+    if backbone == "small_cnn":
+        features = _small_cnn(input_shape)
+    else:
+        if channels != 3:
+            raise ValueError(f"--backbone={backbone} needs 3 channels. Received: channels={channels}.")
+        try:
+            features = constructor()(
+                include_top=False,
+                weights="imagenet" if weights == "imagenet" else None,
+                input_shape=input_shape,
+                pooling="avg",
+            )
+        except Exception as error:  # the download is the only network access
+            if weights == "imagenet":
+                raise RuntimeError(
+                    f"Could not fetch ImageNet weights for {backbone} ({error}). Without a "
+                    "network, use --weights=none or --weights=PATH to a local file."
+                ) from error
+            raise
+    if weights not in ("imagenet", "none"):
+        features.load_weights(weights)
+    if freeze_batchnorm:
+        for layer in _all_layers(features):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    inputs = keras.Input(input_shape, name="images")
+    x = Preprocess(preprocessing, name="preprocess")(inputs)
+    x = features(x)
+    embeddings = keras.layers.Dense(embedding_dim, dtype="float32", name="embedding")(x)
+    return keras.Model(inputs, embeddings, name="encoder")

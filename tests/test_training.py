@@ -1,0 +1,165 @@
+"""The training entry point behind the examples: errors, runs, resume, precision."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_mdr import training
+from keras_mdr.training import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(tmp_path, **overrides):
+    values = dict(
+        output_dir=str(tmp_path / "run"), epochs=2, steps_per_epoch=3, embedding_dim=32,
+        eval_every=1, verbose=0, export=False, seed=4,
+    )
+    values.update(overrides)
+    return training.TrainConfig.from_preset("digits", **values)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(dataset="mnist"), "Unknown dataset 'mnist'"),
+        (dict(backbone="resnet"), "Unknown backbone 'resnet'"),
+        (dict(weights="/no/such/file.h5"), "--weights='/no/such/file.h5'"),
+        (dict(backbone="small_cnn", weights="imagenet"), "--weights=none"),
+        (dict(resize_size=4), "--resize_size"),
+        (dict(images_per_class=1), "--images_per_class"),
+        (dict(strategy="tpu"), "--strategy"),
+        (dict(mixed_precision="mixed_float16"), "needs a GPU"),
+        (dict(base_loss="contrastive"), "--base_loss"),
+        (dict(dataset="cars196", data_dir="/no/such/dir", backbone="resnet50", weights="none",
+              image_size=32, resize_size=36), "does not exist"),
+        (dict(dataset="folder", backbone="resnet50", weights="none", image_size=32, resize_size=36),
+         "--data_dir"),
+    ],
+)
+def test_bad_configurations_fail_fast_with_the_fix(tmp_path, overrides, message):
+    config = _config(tmp_path, **overrides)
+    with pytest.raises(training.ConfigError, match=message.replace("(", r"\(")):
+        trainer.validate(config)
+
+
+def test_cli_prints_one_line_error_before_any_work(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "examples", "train_cars.py"),
+         f"--data_dir={tmp_path}/missing", f"--output_dir={tmp_path}/run", "--weights=none"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "does not exist" in errors[0], proc.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run"), "work started before the error"
+
+
+def test_missing_dataset_names_the_layout(tmp_path):
+    os.makedirs(tmp_path / "empty")
+    config = _config(tmp_path, dataset="cars196", data_dir=str(tmp_path / "empty"),
+                     backbone="resnet50", weights="none", image_size=32, resize_size=36)
+    with pytest.raises(training.ConfigError, match="(?s)Expected Cars-196.*Where to get it"):
+        trainer.train(config)
+
+
+def test_digits_run_writes_everything(tmp_path):
+    config = _config(tmp_path, export=True)
+    results = trainer.train(config)
+    run = tmp_path / "run"
+    for name in ("config.json", "log.csv", "metrics.jsonl", "results.json",
+                 "checkpoints/last.keras", "checkpoints/state.json"):
+        assert (run / name).exists(), name
+    assert os.listdir(run / "tensorboard")
+    pictures = sorted(os.listdir(run / "pictures"))
+    assert {"recall_at_k.png", "retrieval_grid.png"} <= set(pictures)
+    assert any(p.startswith("distances_epoch_") for p in pictures)
+    for p in pictures:
+        with Image.open(run / "pictures" / p) as image:
+            assert image.size[0] > 100 and image.size[1] > 100
+    assert 0.0 <= results["test"]["recall@1"] <= 1.0
+    assert results["test"]["recall@1"] > 0.5  # 5 unseen digit classes; chance is ~0.2
+    assert os.path.exists(os.path.join(results["export_dir"], "saved_model.pb"))
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert "mdr_level_0" in rows[0] and "test_recall@1" in rows[1]
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Raises after `at_step` optimizer steps, like a kill mid-epoch."""
+
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step = at_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) == self.at_step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def _final_variables(run_dir):
+    model = keras.saving.load_model(os.path.join(run_dir, "checkpoints", "last.keras"))
+    return model, [np.array(v.numpy()) for v in model.variables] + [
+        np.array(v.numpy()) for v in model.optimizer.variables
+    ]
+
+
+def test_interrupted_run_resumes_to_the_same_variables(tmp_path, monkeypatch):
+    # 3 epochs of 4 steps; the interrupted run dies at step 6 (mid-epoch 2)
+    # having checkpointed every 2 steps.
+    common = dict(epochs=3, steps_per_epoch=4, checkpoint_every=2, eval_every=3)
+    trainer.train(_config(tmp_path / "a", **common))
+    config_b = _config(tmp_path / "b", **common)
+    original_fit = keras.Model.fit
+
+    def fit_with_interrupt(self, *args, **kwargs):
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_Interrupt(6)]
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit_with_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(config_b)
+    monkeypatch.setattr(keras.Model, "fit", original_fit)
+    state = json.load(open(tmp_path / "b" / "run" / "checkpoints" / "state.json"))
+    assert state["step"] == 6
+    lines_before = open(tmp_path / "b" / "run" / "log.csv").read().splitlines()
+    trainer.train(config_b)  # the same command again
+    model_a, a = _final_variables(tmp_path / "a" / "run")
+    model_b, b = _final_variables(tmp_path / "b" / "run")
+    assert int(model_b.optimizer.iterations) == 12
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    # Nothing already written is lost: the log keeps epoch 1 and gains the rest.
+    lines_after = open(tmp_path / "b" / "run" / "log.csv").read().splitlines()
+    assert lines_after[: len(lines_before)] == lines_before
+    epochs = [line.split(",")[0] for line in lines_after[1:] if not line.startswith("epoch")]
+    assert epochs[0] == "0" and epochs[-1] == "2"
+
+
+def test_restart_with_other_flags_is_refused(tmp_path):
+    trainer.train(_config(tmp_path, epochs=1, steps_per_epoch=1))
+    with pytest.raises(training.ConfigError, match="another configuration"):
+        trainer.train(_config(tmp_path, epochs=1, steps_per_epoch=1, mdr_weight=0.5))
+
+
+def test_mixed_bfloat16_keeps_embeddings_and_losses_float32(tmp_path):
+    config = _config(tmp_path, epochs=1, steps_per_epoch=2, mixed_precision="auto")
+    results = trainer.train(config)
+    assert results["precision"] == "mixed_bfloat16"
+    model = keras.saving.load_model(os.path.join(results["run_dir"], "checkpoints", "last.keras"))
+    out = model.encoder(np.zeros((2, 8, 8, 3), "float32"))
+    assert out.dtype == "float32"
+    rows = [json.loads(line) for line in open(os.path.join(results["run_dir"], "metrics.jsonl"))]
+    assert np.isfinite(rows[-1]["loss"])
+
+
+def test_xla_flag_trains(tmp_path):
+    results = trainer.train(_config(tmp_path, epochs=1, steps_per_epoch=2, xla=True))
+    assert np.isfinite(results["test"]["recall@1"])
