@@ -107,7 +107,7 @@ class MDRRegularizer(keras.layers.Layer):
         self.initialized = self.add_weight(initializer="zeros", name="initialized", **stat)
         self.built = True
 
-    def statistics(self, normalized_distances, training=False):
+    def statistics(self, distances, scale=1.0, training=False):
         """Statistics to normalise this batch with, updating the moving ones in training.
 
         In training, the moving statistics are updated (first step: set to the
@@ -115,7 +115,7 @@ class MDRRegularizer(keras.layers.Layer):
         returned. Otherwise the moving statistics are returned once
         initialised, else the batch's own.
         """
-        batch_mean, batch_std = mdr_lib.distance_statistics(normalized_distances)
+        batch_mean, batch_std = mdr_lib.distance_statistics(distances, scale)
         initialized = self.initialized > 0.5
         if not training:
             return (
@@ -137,16 +137,23 @@ class MDRRegularizer(keras.layers.Layer):
         # A skipped (non-finite) batch still shows its NaN through the penalty.
         return tf.where(finite, new_mean, batch_mean), tf.where(finite, new_std, batch_std)
 
-    def penalty(self, normalized_distances, training=False):
-        """`L_MDR` for scale-normalised distances, updating statistics in training."""
-        mean, std = self.statistics(normalized_distances, training=training)
-        return mdr_lib.mdr_penalty(normalized_distances, self.levels, mean, std)
+    def penalty(self, distances, scale=1.0, training=False):
+        """`L_MDR` of `distances / scale`, updating the statistics in training.
+
+        Args:
+            distances: float32 `(batch, batch)` pairwise distances (zero
+                diagonal).
+            scale: the batch's mean distance (gradient flows through it).
+            training: bool; the moving statistics are updated only when true.
+        """
+        mean, std = self.statistics(distances, scale, training=training)
+        return mdr_lib.mdr_penalty(distances, self.levels, mean, std, scale)
 
     def call(self, inputs, training=False):
         embeddings, _ = distances_lib.check_embeddings(inputs)
         distances = distances_lib.pairwise_distance(embeddings)
-        _, normalized, _ = mdr_lib.scale_normalize(embeddings, distances)
-        penalty = self.penalty(normalized, training=bool(training))
+        scale = mdr_lib.safe_scale(mdr_lib.mean_distance(distances))
+        penalty = self.penalty(distances, scale, training=bool(training))
         self.add_loss(self.weight * penalty + self.level_weight * mdr_lib.level_penalty(self.levels))
         return inputs
 

@@ -11,6 +11,13 @@ import tensorflow as tf
 from keras_mdr import distances as distances_lib
 
 
+def mean_distance(distances):
+    """Mean pairwise distance `s` over `i != j` of a matrix with a zero diagonal."""
+    batch = tf.cast(tf.shape(distances)[0], tf.float32)
+    # The diagonal is exactly 0, so the sum over all entries is the off-diagonal sum.
+    return tf.math.divide_no_nan(tf.reduce_sum(distances), batch * (batch - 1.0))
+
+
 def scale_normalize(embeddings, distances):
     """Divides embeddings and distances by the batch's mean pairwise distance.
 
@@ -22,58 +29,68 @@ def scale_normalize(embeddings, distances):
     Returns:
         `(scaled_embeddings, scaled_distances, scale)`.
     """
-    batch = tf.cast(tf.shape(distances)[0], tf.float32)
-    # The diagonal is exactly 0, so the sum over all entries is the off-diagonal sum.
-    scale = tf.math.divide_no_nan(tf.reduce_sum(distances), batch * (batch - 1.0))
-    scale = tf.where(scale > 0.0, scale, tf.ones_like(scale))
+    scale = safe_scale(mean_distance(distances))
     return embeddings / scale, distances / scale, scale
 
 
-def distance_statistics(distances):
-    """Mean and unbiased std over all B*B entries, as the authors' release does.
+def safe_scale(scale):
+    """The scale itself, or 1 where it is 0 or not finite (no NaN from scaling)."""
+    return tf.where(scale > 0.0, scale, tf.ones_like(scale))
 
-    The diagonal zeros are included on purpose (see `MDR_SPEC.md`, term 3).
-    No gradient flows through the statistics.
+
+def distance_statistics(distances, scale=1.0):
+    """Mean and unbiased std of `distances / scale` over all B*B entries.
+
+    As the authors' release computes them: the diagonal zeros are included on
+    purpose (see `MDR_SPEC.md`, term 3). No gradient flows through the
+    statistics. Computed from two sums of the raw distances, so the scaled
+    matrix is never materialised.
     """
     distances = tf.stop_gradient(distances)
-    values = tf.reshape(distances, [-1])
-    count = tf.cast(tf.size(values), tf.float32)
-    mean = tf.reduce_mean(values)
-    variance = tf.reduce_sum(tf.square(values - mean)) / (count - 1.0)
+    scale = tf.stop_gradient(tf.cast(scale, tf.float32))
+    count = tf.cast(tf.size(distances), tf.float32)
+    total = tf.reduce_sum(distances) / scale
+    mean = total / count
+    # The scaled values are O(1), so the cancellation in sum(x^2) - n mean^2
+    # costs no accuracy that matters.
+    squares = tf.reduce_sum(tf.square(distances)) / tf.square(scale)
+    variance = tf.maximum(squares - total * mean, 0.0) / (count - 1.0)
     return mean, tf.sqrt(variance)
 
 
-def mdr_penalty(distances, levels, mean, std):
-    """`mean_{i != j} min_l |(D_ij - mean) / std - v_l|`.
+def mdr_penalty(distances, levels, mean, std, scale=1.0):
+    """`mean_{i != j} min_l |(D_ij / scale - mean) / std - v_l|`.
 
     Args:
-        distances: float32 `(batch, batch)` scale-normalised distances with a
-            zero diagonal.
+        distances: float32 `(batch, batch)` distances with a zero diagonal.
         levels: float32 `(L,)` level values.
         mean, std: float32 scalars, the statistics to normalise with (no
             gradient flows into them).
+        scale: float32 scalar the distances are divided by (the batch's mean
+            distance in MDR); the gradient flows through it.
 
     Returns:
         float32 scalar; 0 for a batch of one (no pair). A zero `std` (all
         distances equal) normalises to 0 rather than NaN.
     """
-    levels = tf.convert_to_tensor(levels, tf.float32)
     return _mdr_penalty(
         tf.convert_to_tensor(distances, tf.float32),
-        levels,
+        tf.convert_to_tensor(scale, tf.float32),
+        tf.convert_to_tensor(levels, tf.float32),
         tf.stop_gradient(tf.cast(mean, tf.float32)),
         tf.stop_gradient(tf.cast(std, tf.float32)),
     )
 
 
 @tf.custom_gradient
-def _mdr_penalty(distances, levels, mean, std):
+def _mdr_penalty(distances, scale, levels, mean, std):
     # A hand-written gradient: the nearest level's sign is all the backward
-    # pass needs, one (B, B) multiply instead of differentiating L abs/min
-    # passes over (B, B, L). This keeps MDR's cost small next to the base loss.
+    # pass needs, a few (B, B) passes instead of differentiating L abs/min
+    # passes and the scaling. This keeps MDR's cost small next to the base loss.
     batch = tf.shape(distances)[0]
     inv_std = tf.math.divide_no_nan(1.0, std)
-    normalized = (distances - mean) * inv_std
+    slope = inv_std / scale
+    normalized = distances * slope - mean * inv_std
     best_gap = tf.abs(normalized - levels[0])
     best_index = tf.zeros_like(distances, dtype=tf.int32)
     for i in range(1, levels.shape[0] or 0):
@@ -84,19 +101,29 @@ def _mdr_penalty(distances, levels, mean, std):
     pairs = tf.cast(batch * (batch - 1), tf.float32)
     # The zero diagonal normalises to -mean / std: take its gaps back out
     # rather than masking every pair.
-    diagonal = tf.reduce_min(tf.abs(-mean * inv_std - levels))
+    diagonal_residuals = -mean * inv_std - levels
+    diagonal_level = tf.argmin(tf.abs(diagonal_residuals), output_type=tf.int32)
+    diagonal = tf.abs(diagonal_residuals[diagonal_level])
     total = tf.reduce_sum(best_gap) - tf.cast(batch, tf.float32) * diagonal
     value = tf.math.divide_no_nan(total, pairs)
 
     def grad(upstream):
-        off_diagonal = 1.0 - tf.eye(batch, dtype=tf.float32)
-        sign = tf.sign(normalized - tf.gather(levels, best_index)) * off_diagonal
-        scale = tf.math.divide_no_nan(upstream, pairs)
-        grad_distances = sign * (scale * inv_std)
-        grad_levels = -scale * tf.math.unsorted_segment_sum(
-            tf.reshape(sign, [-1]), tf.reshape(best_index, [-1]), tf.shape(levels)[0]
+        # The distances need no diagonal mask: pairwise_distance's diagonal is
+        # a constant 0, so its gradient goes nowhere and it adds 0 to the
+        # scale's sum. The levels' sum takes the B diagonal terms back out.
+        sign = tf.sign(normalized - tf.gather(levels, best_index))
+        weight = tf.math.divide_no_nan(upstream, pairs)
+        grad_distances = sign * (weight * slope)
+        grad_scale = -weight * slope / scale * tf.reduce_sum(sign * distances)
+        num_levels = tf.shape(levels)[0]
+        per_level = tf.math.unsorted_segment_sum(
+            tf.reshape(sign, [-1]), tf.reshape(best_index, [-1]), num_levels
         )
-        return grad_distances, grad_levels, tf.zeros_like(mean), tf.zeros_like(std)
+        per_level -= tf.cast(batch, tf.float32) * tf.sign(
+            diagonal_residuals[diagonal_level]
+        ) * tf.one_hot(diagonal_level, num_levels)
+        grad_levels = -weight * per_level
+        return grad_distances, grad_scale, grad_levels, tf.zeros_like(mean), tf.zeros_like(std)
 
     return value, grad
 

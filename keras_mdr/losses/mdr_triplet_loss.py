@@ -115,28 +115,38 @@ class MDRTripletLoss(keras.losses.Loss):
         """
         embeddings, labels = distances_lib.check_embeddings(embeddings, labels)
         distances = distances_lib.pairwise_distance(embeddings)
-        scaled, scaled_distances, _ = mdr_lib.scale_normalize(embeddings, distances)
-        base = self._base(labels, scaled, scaled_distances, step)
-        mdr = regularizer.penalty(scaled_distances, training=training)
+        raw_scale = mdr_lib.mean_distance(distances)
+        scale = mdr_lib.safe_scale(raw_scale)
+        base = self._base(labels, embeddings, distances, scale, step)
+        mdr = regularizer.penalty(distances, scale, training=training)
         level = mdr_lib.level_penalty(regularizer.levels)
         total = base + self.mdr_weight * mdr + self.level_weight * level
         # Mining and clipping can hide a NaN embedding; keep it visible so
-        # TerminateOnNaN and users see it.
-        finite = tf.reduce_all(tf.math.is_finite(embeddings))
-        total = tf.where(finite, total, tf.constant(float("nan")))
+        # TerminateOnNaN and users see it. A NaN or inf embedding makes the
+        # mean distance NaN or inf: one scalar to check.
+        total = tf.where(tf.math.is_finite(raw_scale), total, tf.constant(float("nan")))
         return {"loss": total, "base_loss": base, "mdr_loss": mdr, "level_loss": level}
 
-    def _base(self, labels, embeddings, distances, step):
+    def _base(self, labels, embeddings, distances, scale, step):
+        """The base loss of the scale-normalised embeddings `E / scale`.
+
+        The hinge losses are positively homogeneous: mining is invariant to
+        the scale and `max(m + d_ap / s - d_an / s, 0) = max(m s + d_ap - d_an,
+        0) / s`, so they run on the raw distances with margin `m * s`: the
+        scaled matrix is never built. A Keras loss gets `E / scale`.
+        """
+        margin = self.margin * scale
         if self.base_loss == "semihard":
-            return triplet.semihard_triplet_loss(labels, distances, self.margin)
+            return triplet.semihard_triplet_loss(labels, distances, margin) / scale
         if self.base_loss == "hard":
-            return triplet.hard_triplet_loss(labels, distances, self.margin)
+            return triplet.hard_triplet_loss(labels, distances, margin) / scale
         if self.base_loss == "distance_weighted":
             seed = tf.stack([tf.cast(self.seed or 0, tf.int64), tf.cast(step, tf.int64)])
+            # Sampling weights depend on directions only.
             return triplet.distance_weighted_triplet_loss(
-                labels, distances, embeddings, seed=seed, margin=self.margin
-            )
-        return tf.cast(self.base_loss(labels, embeddings), tf.float32)
+                labels, distances, embeddings, seed=seed, margin=margin
+            ) / scale
+        return tf.cast(self.base_loss(labels, embeddings / scale), tf.float32)
 
     def call(self, y_true, y_pred):
         raise ValueError(
