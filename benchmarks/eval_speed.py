@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/eval_speed.py            # 60,502 x 512, ~11,316 classes
     python benchmarks/eval_speed.py --faiss    # also time the faiss top-K engine
-    python benchmarks/eval_speed.py --num-items 20000 --check
+    python benchmarks/eval_speed.py --num-items 20000 --faiss --repeats 1
 
 Synthetic embeddings (class centre + Gaussian noise, SOP's class sizes of 2 to
 12 images, noise set so that Recall@1 lands near a trained model's) are
@@ -11,18 +11,20 @@ evaluated with Recall@{1,10,100,1000}, MAP@R and R-Precision, exactly.
 
 What is reported, and how it is measured:
 * seconds: wall clock of `keras_mdr.evaluation.retrieval_metrics`, everything
-  included (input checks, the label-sorted gallery copy, all blocks).
+  included (input checks, the label-sorted gallery copy, all blocks); the
+  best of `--repeats` runs.
 * GFLOP/s: the distance GEMM's `2 N^2 d` flops over those seconds (the extra
   work, the appended norm column and the reductions, is not counted).
 * peak: float32 matmul throughput of this machine measured in this run, the
   best of NumPy (BLAS) and TensorFlow on 4096 x 4096 x 4096 products, taken
-  before and after the evaluation (the machine is shared; the higher counts).
+  before, between and after the evaluations (the highest counts).
 * peak RSS: the process's maximum resident memory (`ru_maxrss`), which
   includes TensorFlow, imported by `keras_mdr`.
 * cores obtained: process CPU time over wall time, during the evaluation and
-  during the peak measurements. The machine is shared: when other processes
-  take a core, both numbers drop, and the ratio is only fair when the two
-  phases obtained similar shares.
+  during each best peak call. The machine is shared: when other processes
+  take a core, throughput drops, and the ratio is only fair when both phases
+  obtained similar shares (TensorFlow's worker threads may spin, so its
+  count can read high).
 """
 
 import argparse
@@ -76,34 +78,38 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def _best(run, flops, repeats):
+    """Best GFLOP/s of `repeats` timed calls, and the cores obtained in that call."""
+    best, cores = 0.0, 0.0
+    for _ in range(repeats):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        run()
+        wall = time.perf_counter() - t0
+        if flops / wall / 1e9 > best:
+            best, cores = flops / wall / 1e9, (cpu_seconds() - c0) / wall
+    return best, cores
+
+
 def numpy_peak(n=4096, repeats=4):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.matmul(a, b, out=c)
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
-    return best
+    np.matmul(a, b, out=c)
+    return _best(lambda: np.matmul(a, b, out=c), 2.0 * n**3, repeats)
 
 
 def tensorflow_peak(n=4096, repeats=4):
     try:
         import tensorflow as tf
     except ImportError:
-        return 0.0
+        return 0.0, 0.0
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.linalg.matmul(x, y)[:1, :1]))
-    matmul(a, b)
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        matmul(a, b).numpy()
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
-    return best
+    # Only a corner goes back to NumPy, so the copy is not timed.
+    matmul = tf.function(lambda x, y: tf.linalg.matmul(x, y)[:1, :1])
+    matmul(a, b).numpy()
+    return _best(lambda: matmul(a, b).numpy(), 2.0 * n**3, repeats)
 
 
 def main():
@@ -113,14 +119,16 @@ def main():
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--noise", type=float, default=2.0,
                         help="noise std relative to the class-centre std")
-    parser.add_argument("--block-rows", type=int, default=1024)
-    parser.add_argument("--block-cols", type=int, default=1024)
+    parser.add_argument("--block-rows", type=int, default=None,
+                        help="default: the engine's (up to 2048)")
+    parser.add_argument("--block-cols", type=int, default=2040)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--faiss", action="store_true",
-                        help="also time the exact faiss top-K engine (slow)")
-    parser.add_argument("--check", action="store_true",
-                        help="check the blocked results against faiss")
+                        help="also time the exact faiss top-K engine (slow) and "
+                             "compare its results")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="evaluations, each between two peak measurements")
     args = parser.parse_args()
 
     num_classes = args.num_classes or round(
@@ -135,49 +143,57 @@ def main():
           f"(sizes {np.bincount(labels).min()}-{np.bincount(labels).max()}), "
           f"{threads} threads")
 
-    c0, w0 = cpu_seconds(), time.perf_counter()
-    np_peak_before, tf_peak_before = numpy_peak(), tensorflow_peak()
-    peak_before = max(np_peak_before, tf_peak_before)
-    peak_cores = [(cpu_seconds() - c0) / (time.perf_counter() - w0)]
-    rss_before = rss_gib()
-    c0, t0 = cpu_seconds(), time.perf_counter()
-    result = evaluation.retrieval_metrics(
-        x, labels, ks, block_rows=args.block_rows, block_cols=args.block_cols,
-        num_threads=threads,
-    )
-    seconds = time.perf_counter() - t0
-    eval_cores = (cpu_seconds() - c0) / seconds
-    rss_after = rss_gib()
-    c0, w0 = cpu_seconds(), time.perf_counter()
-    np_peak_after = numpy_peak()
-    tf_peak_after = tensorflow_peak()
-    peak_cores.append((cpu_seconds() - c0) / (time.perf_counter() - w0))
-    peak = max(peak_before, np_peak_after, tf_peak_after)
-
     flops = 2.0 * x.shape[0] ** 2 * x.shape[1]
-    achieved = flops / seconds / 1e9
-    print("metrics:", ", ".join(f"{k}={v:.4f}" for k, v in result.items()))
-    print(f"seconds: {seconds:.2f}")
-    print(f"achieved: {achieved:.1f} GFLOP/s (2 N^2 d = {flops / 1e12:.2f} TFLOP)")
-    print(f"float32 matmul peak (best of NumPy and TensorFlow, before and after): "
-          f"{peak:.1f} GFLOP/s (before: NumPy {np_peak_before:.1f}, TF "
-          f"{tf_peak_before:.1f}; after: NumPy {np_peak_after:.1f}, TF {tf_peak_after:.1f})")
-    print(f"ratio: {achieved / peak:.1%} of peak (target >= 50%)")
-    print(f"cores obtained: evaluation {eval_cores:.2f}, peak measurements "
-          f"{peak_cores[0]:.2f} before / {peak_cores[1]:.2f} after")
-    print(f"peak RSS: {rss_after:.2f} GiB during evaluation "
-          f"(before it: {rss_before:.2f} GiB; target < 2 GiB)")
+    peaks = [{"NumPy": numpy_peak(), "TF": tensorflow_peak()}]
+    runs = []
+    for _ in range(args.repeats):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        result = evaluation.retrieval_metrics(
+            x, labels, ks, block_rows=args.block_rows, block_cols=args.block_cols,
+            num_threads=threads,
+        )
+        seconds = time.perf_counter() - t0
+        runs.append((seconds, (cpu_seconds() - c0) / seconds))
+        peaks.append({"NumPy": numpy_peak(), "TF": tensorflow_peak()})
+    peak = max(v[0] for when in peaks for v in when.values())
+    # Per core obtained: a view that other processes on the machine disturb less.
+    np_best = max((when["NumPy"] for when in peaks), key=lambda v: v[0])
 
-    if args.faiss or args.check:
+    print("metrics:", ", ".join(f"{k}={v:.4f}" for k, v in result.items()))
+    for i, (sec, cores) in enumerate(runs):
+        print(f"run {i + 1}: {sec:.2f} s, {flops / sec / 1e9:.1f} GFLOP/s, "
+              f"{cores:.2f} cores obtained")
+    seconds, cores = min(runs)
+    achieved = flops / seconds / 1e9
+    print(f"seconds (best run): {seconds:.2f}")
+    print(f"achieved: {achieved:.1f} GFLOP/s (2 N^2 d = {flops / 1e12:.2f} TFLOP)")
+    detail = "; ".join(
+        f"{i}: " + ", ".join(f"{lib} {g:.1f} ({c:.2f} cores)" for lib, (g, c) in libs.items())
+        for i, libs in enumerate(peaks)
+    )
+    print(f"float32 matmul peak, best of NumPy and TensorFlow 4096^3 measured before, "
+          f"between and after the runs: {peak:.1f} GFLOP/s ({detail})")
+    print(f"ratio: {achieved / peak:.1%} of peak (target >= 50%)")
+    per_core, np_per_core = achieved / cores, np_best[0] / np_best[1]
+    print(f"per core obtained: evaluation {per_core:.1f} GFLOP/s, NumPy matmul "
+          f"{np_per_core:.1f} GFLOP/s ({per_core / np_per_core:.1%})")
+    print(f"peak RSS: {rss_gib():.2f} GiB (target < 2 GiB)")
+
+    if args.faiss:
         t0 = time.perf_counter()
         other = evaluation.retrieval_metrics(x, labels, ks, method="faiss")
         faiss_seconds = time.perf_counter() - t0
         print(f"faiss top-K engine: {faiss_seconds:.2f} s, "
               f"{flops / faiss_seconds / 1e9:.1f} GFLOP/s, peak RSS {rss_gib():.2f} GiB")
-        same = all(abs(other[k] - result[k]) < 1e-12 for k in result)
-        print("faiss and blocked agree:", same)
-        if not same:
-            print("faiss:", other)
+        diff = {k: abs(other[k] - result[k]) for k in result}
+        # The engines round distances differently (faiss: |x|^2 + |y|^2 - 2xy;
+        # blocked: |y|^2 - 2xy), so two items whose float32 distances differ
+        # by a rounding step may swap. On synthetic continuous data that moves
+        # a metric by a few queries out of 60,502 at most.
+        print("faiss minus blocked:", ", ".join(f"{k} {other[k] - result[k]:+.2e}" for k in result))
+        limit = 10.0 / x.shape[0]
+        print(f"engines agree within {limit:.1e} (10 queries):", max(diff.values()) <= limit)
+        if max(diff.values()) > limit:
             sys.exit(1)
 
 

@@ -96,8 +96,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     >>> model.compile(optimizer="adam", loss="mse")
     >>> callback = keras_mdr.callbacks.RetrievalEvaluation((x, y), ks=(1, 2), verbose=0)
     >>> history = model.fit(x, x[:, :4], epochs=1, verbose=0, callbacks=[callback])
-    >>> sorted(history.history)[-3:]
-    ['val_map@r', 'val_r_precision', 'val_recall@1']
+    >>> sorted(k for k in history.history if k.startswith("val_"))
+    ['val_map@r', 'val_r_precision', 'val_recall@1', 'val_recall@2']
 
     Reference:
         Musgrave, Belongie & Lim, "A Metric Learning Reality Check", ECCV 2020
@@ -248,9 +248,9 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self_mode = gallery is None
         k = min(self.grid_k, (queries.shape[0] - 1) if self_mode else gallery.shape[0])
         neighbours, distances = knn.knn_search(
-            queries, gallery, k=k, distance=self.distance, exclude_self=self_mode
+            queries[picks], queries if self_mode else gallery, k=k,
+            distance=self.distance, exclude_indices=picks if self_mode else None,
         )
-        neighbours, distances = neighbours[picks], distances[picks]
         if self_mode:
             images, labels_again = embedding_lib.gather_inputs(
                 self.data, np.concatenate([picks, neighbours.reshape(-1)]),

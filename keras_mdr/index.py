@@ -171,13 +171,18 @@ class EmbeddingIndex:
         self._apply_search_params()
         self._ids = np.zeros(0, np.int64)
         self._labels = None if labels is None else np.zeros(0, np.asarray(labels).dtype)
-        return self.add(embeddings, labels=labels, ids=ids, _prepared=x)
+        return self._add(x, labels, ids)
 
-    def add(self, embeddings, labels=None, ids=None, _prepared=None):
-        """Adds items to a built index (an IVF index keeps its trained cells)."""
+    def add(self, embeddings, labels=None, ids=None):
+        """Adds items to a built index (an IVF index keeps its trained cells).
+
+        Args as in `build`; ids default to the largest id so far plus 1, 2, ...
+        """
         if self._index is None:
             return self.build(embeddings, labels=labels, ids=ids)
-        x = self._prepare(embeddings) if _prepared is None else _prepared
+        return self._add(self._prepare(embeddings), labels, ids)
+
+    def _add(self, x, labels, ids):
         if x.shape[1] != self._index.d:
             raise ValueError(
                 f"Expected embeddings of dimension {self._index.d}. "

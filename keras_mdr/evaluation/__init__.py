@@ -8,6 +8,7 @@ first (see `keras_mdr.evaluation.ranking`).
 """
 
 from keras_mdr.evaluation.clustering import kmeans_assignments, nmi
+from keras_mdr.evaluation.embedding import embed_dataset, embedding_function
 from keras_mdr.evaluation.knn import knn_search
 from keras_mdr.evaluation.metrics import (
     map_at_r,
@@ -21,6 +22,8 @@ from keras_mdr.evaluation.ranking import RankSummary
 
 __all__ = [
     "RankSummary",
+    "embed_dataset",
+    "embedding_function",
     "kmeans_assignments",
     "knn_search",
     "map_at_r",

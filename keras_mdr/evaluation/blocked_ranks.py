@@ -11,20 +11,25 @@ How the work is laid out:
 * The gallery is sorted by label once, so the relevant items of a block of
   (label-sorted) queries occupy a narrow band of columns. The band is computed
   first; it yields each query's relevant distances `s_(1) <= ... <= s_(R)`.
-* Every other column block then costs one GEMM plus, per row, one compare and
-  count against `s_(1)` (the rank of the nearest relevant item, for Recall@K)
-  and one compare against a shrinking threshold `T` (for MAP@R). The few
-  irrelevant items under `T` are kept in a small per-query pool; `T` starts at
-  `s_(R)` and drops to `s_(m*)`, the farthest relevant item that can still sit
-  in the first R positions, so each pool stays below R items.
+* Every column block then costs one GEMM plus one compare per element and a
+  per-row count. A query whose first R positions are still open ("live")
+  compares against a threshold `T >= s_(1)` and its few items under `T` are
+  extracted: irrelevant ones go to a small pool (for MAP@R), and those at
+  `<= s_(1)` give the rank of the nearest relevant item (for Recall@K). Other
+  queries only count the items at `<= s_(1)`. `T` starts at `s_(R)` and drops
+  to `s_(m*)`, the farthest relevant item that can still sit in the first R
+  positions, so each pool stays below R items. For weak embeddings, where
+  `s_(R)` lets half the gallery through, `T` is first bounded by the R-th
+  smallest distance in one block of irrelevant items (`_Block.tighten`).
 * Rankings use `|g|^2 - 2 q.g` (the squared Euclidean distance minus the
   query's own `|q|^2`, which does not change a row's order), obtained from a
   single GEMM by appending `|g|^2` to the gallery and 1 to the queries; for
   cosine, `-q.g` on L2-normalised copies.
-* Blocks are small (default 1024 x 1024, 4 MiB) and buffers are allocated once
-  per worker and reused, so the reductions read from cache and fresh memory is
-  rarely touched. Workers (threads, one BLAS thread each) take query blocks
-  from a shared counter; NumPy and BLAS release the GIL for the heavy parts.
+* Blocks are moderate (default up to 2048 x 2040, 16 MiB) and buffers are
+  allocated once per worker and reused, so fresh memory (slow to touch on
+  first use) is rarely touched. Workers (threads, one BLAS thread each) take
+  query blocks from a shared counter; NumPy and BLAS release the GIL for the
+  heavy parts.
 
 Memory: the label-sorted, augmented gallery copy (N x (d + 1) float32) plus a
 few MiB per worker; never an N x N matrix.
@@ -118,6 +123,15 @@ def _nonzero_rows(mask, rows):
     return rows[w_row[b_idx]], w_col[b_idx] * 8 + b_pos
 
 
+def _sort_keys(rows, scores):
+    """uint64 keys ordered as (row, score): row in the high half, the float's
+    order-preserving bit pattern in the low half. Exact, unlike float keys."""
+    bits = (np.asarray(scores, np.float32) + np.float32(0.0)).view(np.uint32)  # -0 -> +0
+    negative = bits >= np.uint32(0x80000000)
+    bits = np.where(negative, ~bits, bits | np.uint32(0x80000000))
+    return (np.asarray(rows).astype(np.uint64) << np.uint64(32)) | bits.astype(np.uint64)
+
+
 class _Block:
     """Per-block state: relevant distances, thresholds and the candidate pool."""
 
@@ -126,6 +140,7 @@ class _Block:
         self.R = R
         self.pos_offsets = pos_offsets
         self.pos_scores = pos_scores
+        self.pos_keys = _sort_keys(np.repeat(np.arange(rows), R), pos_scores)
         has = R > 0
         self.t1 = np.full(rows, -np.inf, np.float32)
         self.t1[has] = pos_scores[pos_offsets[:-1][has]]
@@ -138,32 +153,18 @@ class _Block:
     def _rank_positives(self, rows, neg_rows, neg_scores):
         """For the relevant items of `rows` (sorted, unique): (row, m, c_m, s_(m)).
 
-        `c_m` is the number of pooled irrelevant items at distance <= s_(m).
+        `c_m` is the number of pooled irrelevant items at distance <= s_(m)
+        (pessimistic ties: an irrelevant item at equal distance comes first).
         """
         counts = self.R[rows]
         p_rows = np.repeat(rows, counts)
-        starts = np.repeat(self.pos_offsets[rows] - np.cumsum(counts) + counts, counts)
-        p_scores = self.pos_scores[starts + np.arange(p_rows.shape[0])]
-        all_rows = np.concatenate([neg_rows, p_rows])
-        all_scores = np.concatenate([neg_scores, p_scores])
-        is_pos = np.concatenate(
-            [np.zeros(neg_rows.shape[0], np.int8), np.ones(p_rows.shape[0], np.int8)]
+        within = np.arange(p_rows.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
+        p_index = np.repeat(self.pos_offsets[rows], counts) + within
+        neg_keys = np.sort(_sort_keys(neg_rows, neg_scores))
+        c = np.searchsorted(neg_keys, self.pos_keys[p_index], side="right") - np.searchsorted(
+            neg_keys, p_rows.astype(np.uint64) << np.uint64(32), side="left"
         )
-        # Pessimistic ties: at equal distance the irrelevant item comes first.
-        order = np.lexsort((is_pos, all_scores, all_rows))
-        s_rows = all_rows[order]
-        s_pos = is_pos[order].astype(bool)
-        neg_cum = np.cumsum(~s_pos)
-        pos_cum = np.cumsum(s_pos)
-        first = np.searchsorted(s_rows, rows, side="left")
-        neg_base = neg_cum[first] - (~s_pos[first])
-        pos_base = pos_cum[first] - s_pos[first]
-        row_slot = np.searchsorted(rows, s_rows)
-        where = np.nonzero(s_pos)[0]
-        slot = row_slot[where]
-        c = neg_cum[where] - neg_base[slot]
-        m = pos_cum[where] - pos_base[slot]
-        return s_rows[where], m, c, all_scores[order][where]
+        return p_rows, within + 1, c, self.pos_scores[p_index]
 
     def add_candidates(self, new_rows, new_scores):
         """Adds irrelevant items under `T`, then tightens `T` and prunes."""
@@ -184,6 +185,31 @@ class _Block:
         keep = neg_scores <= self.T[neg_rows]
         self.pool_rows = np.concatenate([self.pool_rows[~old], neg_rows[keep]])
         self.pool_scores = np.concatenate([self.pool_scores[~old], neg_scores[keep]])
+
+    def tighten(self, x, counts):
+        """Lowers a loose T using a block `x` of irrelevant items only.
+
+        T starts at the farthest relevant distance s_(R), which for a weak
+        embedding lets half the gallery through. The R-th smallest irrelevant
+        distance in any subset bounds the R-th smallest overall from above,
+        and a relevant item beyond the R-th irrelevant one is past position R.
+        So T may drop to that bound `u`; where `u < s_(1)` no relevant item
+        can be in the first R at all and the row is finished. Only rows that
+        would pass many items are treated (a partial sort of their block rows).
+
+        Returns:
+            Whether any T changed.
+        """
+        heavy = np.nonzero((self.T > -np.inf) & (counts > np.maximum(4 * self.R, 32)))[0]
+        if heavy.shape[0] == 0:
+            return False
+        kth = int(self.R[heavy].max()) - 1
+        if kth >= x.shape[1]:
+            return False
+        u = np.partition(x[heavy], kth, axis=1)[:, kth]
+        t = np.minimum(self.T[heavy], u)
+        self.T[heavy] = np.where(u >= self.t1[heavy], t, -np.inf)
+        return True
 
     def hits(self):
         """(row, position) of relevant items in the first R positions."""
@@ -292,8 +318,13 @@ class _Engine:
 
         mask_buf = buffers["mask"]
         pending_rows, pending_scores, pending = [], [], 0
-        chunk_order = list(cached) + [k for k in range(self.num_chunks) if k not in cached]
-        for k in chunk_order:
+        update_every = max(2 * rows, int(R.sum()))
+        # One block outside the band first: it holds only irrelevant items, so
+        # it can bound T from above where T starts loose (see _tighten).
+        outside = [k for k in range(self.num_chunks) if k not in band]
+        chunk_order = outside[:1] + list(cached) + [k for k in outside[1:]]
+        chunk_order += [k for k in band if k not in cached]
+        for step, k in enumerate(chunk_order):
             x = cached[k] if k in cached else self._gemm(qa, k, buffers["s"])
             w = x.shape[1]
             wpad = -(-w // 8) * 8
@@ -306,6 +337,11 @@ class _Engine:
             live = state.T > -np.inf
             np.less_equal(x, np.where(live, state.T, state.t1)[:, None], out=mask[:, :w])
             counts = _row_counts(mask)
+            if step == 0 and k not in band and state.tighten(x, counts):
+                live = state.T > -np.inf
+                np.less_equal(x, np.where(live, state.T, state.t1)[:, None],
+                              out=mask[:, :w])
+                counts = _row_counts(mask)
             state.count1 += np.where(live, 0, counts)
             busy = np.nonzero(live & (counts > 0))[0]
             if busy.shape[0] == 0:
@@ -318,9 +354,9 @@ class _Engine:
                 pending_rows.append(r_idx[neg])
                 pending_scores.append(vals[neg])
                 pending += pending_rows[-1].shape[0]
-            # Tightening T costs a few small sorts: batch it, but before the
-            # stale thresholds let many needless items through.
-            if pending > 2 * rows:
+            # Tightening T sorts the pool with the relevant items: batch it,
+            # but before the stale thresholds let many needless items through.
+            if pending > update_every:
                 state.add_candidates(np.concatenate(pending_rows),
                                      np.concatenate(pending_scores))
                 pending_rows, pending_scores, pending = [], [], 0
@@ -371,10 +407,10 @@ def blocked_rank_summary(
     gallery_labels=None,
     *,
     distance="euclidean",
-    block_rows=1024,
-    block_cols=1024,
+    block_rows=None,
+    block_cols=2040,
     num_threads=None,
-    cache_bytes=32 << 20,
+    cache_bytes=64 << 20,
 ):
     """Exact `RankSummary` of every query by blocked GEMM (see module docstring).
 
@@ -387,8 +423,10 @@ def blocked_rank_summary(
         gallery_labels: optional `(N,)`.
         distance: "euclidean" (also "squared_euclidean": same ranking) or
             "cosine".
-        block_rows: queries per block.
-        block_cols: gallery items per block, 8 to 2040.
+        block_rows: queries per block; by default up to 2048, fewer when
+            needed to give every thread several blocks.
+        block_cols: gallery items per block, 8 to 2040 (the per-row counts
+            add bytes in 64-bit words, at most 255 words a row).
         num_threads: worker threads (default: the CPUs this process may use).
             With more than one, each uses one BLAS thread.
         cache_bytes: per-worker budget for keeping the relevant band's
@@ -407,16 +445,20 @@ def blocked_rank_summary(
             f"Expected 8 <= block_cols <= {_MAX_BLOCK_COLS}. "
             f"Received: block_cols={block_cols}"
         )
-    if int(block_rows) < 1:
+    if block_rows is not None and int(block_rows) < 1:
         raise ValueError(f"Expected block_rows >= 1. Received: block_rows={block_rows}")
     queries, q_labels, gallery, g_labels, self_mode = prepare_inputs(
         embeddings, labels, gallery_embeddings, gallery_labels
     )
+    num_threads = default_num_threads() if num_threads is None else int(num_threads)
+    num_threads = max(1, num_threads)
+    if block_rows is None:
+        # Large blocks make the GEMM efficient; several a thread balance the load.
+        block_rows = min(2048, max(128, -(-queries.shape[0] // (4 * num_threads))))
     block_rows = min(int(block_rows), queries.shape[0])
     engine = _Engine(queries, q_labels, gallery, g_labels, self_mode, distance,
                      block_rows, int(block_cols), int(cache_bytes))
-    num_threads = default_num_threads() if num_threads is None else int(num_threads)
-    num_threads = max(1, min(num_threads, engine.num_blocks))
+    num_threads = min(num_threads, engine.num_blocks)
     results = [None] * engine.num_blocks
     errors = []
     counter = iter(range(engine.num_blocks))

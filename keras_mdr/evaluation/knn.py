@@ -63,6 +63,7 @@ def knn_search(
     *,
     distance="euclidean",
     exclude_self=None,
+    exclude_indices=None,
     block_size=2048,
     index=None,
 ):
@@ -76,6 +77,9 @@ def knn_search(
             of L2-normalised copies; distances returned as `1 - cos`).
         exclude_self: leave query i out of its own list (by index). Defaults to
             True when `gallery` is None.
+        exclude_indices: optional int `(Q,)`: a gallery index to leave out of
+            each query's list (e.g. the query's own position when searching a
+            few items against their whole set); -1 leaves nothing out.
         block_size: queries per faiss call; bounds memory at
             `block_size x N` distances.
         index: an already built exact faiss index over the gallery.
@@ -95,23 +99,30 @@ def knn_search(
             "Expected exclude_self only when queries and gallery are the same "
             f"items. Received: {queries.shape[0]} queries, {gallery.shape[0]} gallery items"
         )
+    if exclude_self:
+        exclude_indices = np.arange(queries.shape[0])
+    if exclude_indices is not None:
+        exclude_indices = np.asarray(exclude_indices, np.int64).reshape(-1)
+        if exclude_indices.shape[0] != queries.shape[0]:
+            raise ValueError(
+                f"Expected one exclude index a query ({queries.shape[0]}). "
+                f"Received: exclude_indices.shape={exclude_indices.shape}"
+            )
     if index is None:
         index = flat_index(queries if self_mode else gallery, distance)
     n = index.ntotal
     k = int(k)
-    if not 1 <= k <= n - int(bool(exclude_self)):
-        raise ValueError(
-            f"Expected 1 <= k <= {n - int(bool(exclude_self))}. Received: k={k}"
-        )
+    extra = int(exclude_indices is not None)
+    if not 1 <= k <= n - extra:
+        raise ValueError(f"Expected 1 <= k <= {n - extra}. Received: k={k}")
     q = _normalise_rows(queries) if distance == "cosine" else queries
-    extra = int(bool(exclude_self))
     out_idx = np.empty((q.shape[0], k), np.int64)
     out_raw = np.empty((q.shape[0], k), np.float32)
     for a in range(0, q.shape[0], block_size):
         b = min(q.shape[0], a + block_size)
         raw, idx = index.search(q[a:b], k + extra)
         if extra:
-            own = idx == np.arange(a, b)[:, None]
+            own = idx == exclude_indices[a:b, None]
             # Drop the query itself; if a tie pushed it out of the list, drop
             # the last neighbour instead.
             drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
@@ -170,6 +181,7 @@ def knn_rank_summary(
     index = flat_index(gallery, faiss_distance)
     q = _normalise_rows(queries) if distance == "cosine" else queries
     relevance = np.zeros((queries.shape[0], depth), bool)
+    exact_gallery = None
     for a in range(0, queries.shape[0], block_size):
         b = min(queries.shape[0], a + block_size)
         raw, idx = index.search(q[a:b], fetch)
@@ -190,8 +202,13 @@ def knn_rank_summary(
             redo = np.zeros(b - a, bool)  # the whole gallery was returned
         relevance[a:b] = rel[:, :depth]
         for r in np.nonzero(redo)[0]:
+            if exact_gallery is None:
+                exact_gallery = (
+                    _normalise_rows(gallery) if distance == "cosine"
+                    else gallery.astype(np.float64)
+                )
             relevance[a + r] = _exact_row(
-                q[a + r], a + r if self_mode else -1, gallery, g_labels,
+                q[a + r], a + r if self_mode else -1, exact_gallery, g_labels,
                 q_labels[a + r], distance, depth,
             )
     return ranking.summary_from_relevance(
@@ -208,10 +225,14 @@ def _lexsort_rows(key, rel):
 
 
 def _exact_row(query, self_index, gallery, g_labels, label, distance, depth):
+    """One query's relevance flags over its whole ranking (the tie rule applied).
+
+    `gallery` is L2-normalised for "cosine", float64 otherwise.
+    """
     if distance == "cosine":
-        key = -(_normalise_rows(gallery) @ query)
+        key = -(gallery @ query)
     else:
-        diff = gallery.astype(np.float64) - query.astype(np.float64)
+        diff = gallery - query.astype(np.float64)
         key = np.einsum("ij,ij->i", diff, diff)
     rel = g_labels == label
     if self_index >= 0:

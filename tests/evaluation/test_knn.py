@@ -49,3 +49,15 @@ def test_k_bounds():
         knn_search(x, k=5)
     with pytest.raises(ValueError, match="distance"):
         knn_search(x, k=1, distance="hamming")
+
+
+def test_exclude_indices_matches_self_search_on_a_subset():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(80, 5)).astype(np.float32)
+    picks = np.array([3, 17, 40, 79])
+    full_idx, full_dist = knn_search(x, k=4)
+    idx, dist = knn_search(x[picks], x, k=4, exclude_indices=picks)
+    np.testing.assert_array_equal(idx, full_idx[picks])
+    np.testing.assert_allclose(dist, full_dist[picks], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="exclude index"):
+        knn_search(x[picks], x, k=4, exclude_indices=picks[:2])

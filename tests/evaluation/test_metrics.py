@@ -50,6 +50,20 @@ def test_engines_match_brute_force(engine, data, seed):
     _check(evaluation.retrieval_metrics(x, y, KS, **ENGINES[engine]), want)
 
 
+@pytest.mark.parametrize("quantised", [False, True])
+def test_weak_embeddings_match_brute_force(quantised):
+    """No class structure: thresholds start loose and are bounded from a block
+    of irrelevant items (`_Block.tighten`)."""
+    rng = np.random.default_rng(9)
+    n = 400
+    x = (rng.integers(-2, 3, (n, 5)) if quantised else rng.normal(size=(n, 5))).astype(np.float32)
+    y = rng.integers(0, 40, n)
+    want = reference_metrics(x, y, (1, 5, 50))
+    got = evaluation.retrieval_metrics(x, y, (1, 5, 50), block_rows=64, block_cols=64,
+                                       num_threads=2)
+    _check(got, want)
+
+
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_cosine_matches_brute_force(engine):
     x, y = _continuous(2)
@@ -97,12 +111,13 @@ def test_tie_rule_hand_example():
         assert evaluation.map_at_r(x, y, method=method) == 0.5
 
 
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
 @pytest.mark.parametrize("method", ["blocked", "faiss"])
-def test_collapsed_embeddings_score_zero(method):
+def test_collapsed_embeddings_score_zero(method, distance):
     """All embeddings equal: every tie goes against the query."""
     x = np.ones((40, 3), np.float32)
     y = np.repeat(np.arange(10), 4)
-    result = evaluation.retrieval_metrics(x, y, (1, 4, 36), method=method)
+    result = evaluation.retrieval_metrics(x, y, (1, 4, 36), method=method, distance=distance)
     assert result["recall@1"] == 0.0 and result["recall@4"] == 0.0
     assert result["recall@36"] == 0.0  # 36 other-class items come first
     assert result["map@r"] == 0.0
