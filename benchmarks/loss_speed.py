@@ -143,12 +143,14 @@ def peak_rss_child(which, batch_size, dim):
         "y, e = b.batch(%d, %d);"
         "loss = (lambda y, e: b.tfa_semihard_port(y, e, 0.2)) if %r == 'tfa' else b.keras_mdr.TripletSemiHardLoss(0.2);"
         "step = b.make_step(loss, [], 'function'); step(y, e)[0].numpy();"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "print(base, peak)"
     ) % (os.path.dirname(os.path.abspath(__file__)), batch_size, dim, which)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
-        return float("nan")
-    return int(out.stdout.strip().splitlines()[-1]) / 1024.0
+        return float("nan"), float("nan")
+    base, peak = (int(v) / 1024.0 for v in out.stdout.strip().splitlines()[-1].split())
+    return peak - base, peak
 
 
 def main():
@@ -201,14 +203,16 @@ def main():
 
     memory = {}
     if not args.skip_memory:
-        print("\nPeak RSS of one tf.function semi-hard step (fresh process, MiB above import):")
+        print("\nPeak RSS of one tf.function semi-hard step (fresh process; MiB above the "
+              "process's peak after imports, and the absolute peak):")
         for batch_size in (512, 1024):
             for which in ("ours", "tfa"):
                 if which == "tfa" and batch_size > args.tfa_port_max_batch:
                     print(f"  B={batch_size} tfa_port: skipped (O(B^3): [B^2, B] masks, ~11 GB)")
                     continue
-                memory[(batch_size, which)] = peak_rss_child(which, batch_size, args.dim)
-                print(f"  B={batch_size} {which}: {memory[(batch_size, which)]:.0f} MiB")
+                added, peak = peak_rss_child(which, batch_size, args.dim)
+                memory[(batch_size, which)] = added
+                print(f"  B={batch_size} {which}: +{added:.0f} MiB (peak {peak:.0f} MiB)")
 
     if 512 in sizes and "function" in modes:
         t = results[(512, "function")]

@@ -103,7 +103,9 @@ def _mdr_penalty(distances, scale, levels, mean, std):
     # rather than masking every pair.
     diagonal_residuals = -mean * inv_std - levels
     diagonal_level = tf.argmin(tf.abs(diagonal_residuals), output_type=tf.int32)
-    diagonal = tf.abs(diagonal_residuals[diagonal_level])
+    # gather, not [] indexing: XLA needs a strided slice's bounds at compile
+    # time and would constant-fold the whole step to find them, every call.
+    diagonal = tf.abs(tf.gather(diagonal_residuals, diagonal_level))
     total = tf.reduce_sum(best_gap) - tf.cast(batch, tf.float32) * diagonal
     value = tf.math.divide_no_nan(total, pairs)
 
@@ -120,7 +122,7 @@ def _mdr_penalty(distances, scale, levels, mean, std):
             tf.reshape(sign, [-1]), tf.reshape(best_index, [-1]), num_levels
         )
         per_level -= tf.cast(batch, tf.float32) * tf.sign(
-            diagonal_residuals[diagonal_level]
+            tf.gather(diagonal_residuals, diagonal_level)
         ) * tf.one_hot(diagonal_level, num_levels)
         grad_levels = -weight * per_level
         return grad_distances, grad_scale, grad_levels, tf.zeros_like(mean), tf.zeros_like(std)
