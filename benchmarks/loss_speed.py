@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -135,16 +134,18 @@ def time_all(steps, labels, embeddings, rounds):
 
 def peak_rss_child(which, batch_size, dim):
     """Peak RSS (MiB) of a fresh process running one tf.function semi-hard step."""
+    # VmHWM (peak resident set of this address space) restarts at exec;
+    # ru_maxrss would carry over the parent's peak into the child.
     code = (
-        "import os, resource; os.environ['TF_CPP_MIN_LOG_LEVEL']='2';"
+        "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='2';"
         "import sys; sys.path.insert(0, %r);"
         "import loss_speed as b; import tensorflow as tf;"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "hwm = lambda: int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]);"
+        "base = hwm();"
         "y, e = b.batch(%d, %d);"
         "loss = (lambda y, e: b.tfa_semihard_port(y, e, 0.2)) if %r == 'tfa' else b.keras_mdr.TripletSemiHardLoss(0.2);"
         "step = b.make_step(loss, [], 'function'); step(y, e)[0].numpy();"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-        "print(base, peak)"
+        "print(base, hwm())"
     ) % (os.path.dirname(os.path.abspath(__file__)), batch_size, dim, which)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
