@@ -252,3 +252,24 @@ class DatasetSplits:
             for name, split in self.splits().items()
         )
         return f"DatasetSplits(name={self.name!r}, {parts})"
+
+
+def split_by_class(name, every, num_train, num_classes, class_names=None):
+    """The class-disjoint protocol: labels `[0, num_train)` train, the rest test.
+
+    Args:
+        name: the dataset's name.
+        every: a `Split` holding all images of the dataset.
+        num_train: how many classes (the first ones) are for training.
+        num_classes: the number of classes in all.
+        class_names: optional dict from label to name.
+
+    Returns:
+        `DatasetSplits` with train and test.
+    """
+    return DatasetSplits(
+        name=name,
+        train=every.with_classes(range(num_train), name="train"),
+        test=every.with_classes(range(num_train, num_classes), name="test"),
+        class_names=class_names,
+    )

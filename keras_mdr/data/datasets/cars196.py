@@ -17,7 +17,7 @@ import scipy.io
 
 from keras_mdr.data.datasets import missing_data
 from keras_mdr.data.datasets import tfds_source
-from keras_mdr.data.split import DatasetSplits
+from keras_mdr.data.split import split_by_class
 from keras_mdr.data.split import Split
 from keras_mdr.data.split import concatenate_splits
 
@@ -50,12 +50,7 @@ def _class_names(names):
 
 
 def _split_by_class(every, class_names):
-    return DatasetSplits(
-        name="cars196",
-        train=every.with_classes(range(98), name="train"),
-        test=every.with_classes(range(98, 196), name="test"),
-        class_names=class_names,
-    )
+    return split_by_class("cars196", every, 98, 196, class_names)
 
 
 def _load_original(root):

@@ -10,7 +10,7 @@ import os
 
 from keras_mdr.data.datasets import missing_data
 from keras_mdr.data.datasets import tfds_source
-from keras_mdr.data.split import DatasetSplits
+from keras_mdr.data.split import split_by_class
 from keras_mdr.data.split import Split
 from keras_mdr.data.split import concatenate_splits
 
@@ -36,12 +36,7 @@ def _read_table(path):
 
 
 def _split_by_class(every, class_names):
-    return DatasetSplits(
-        name="cub200",
-        train=every.with_classes(range(100), name="train"),
-        test=every.with_classes(range(100, 200), name="test"),
-        class_names=class_names,
-    )
+    return split_by_class("cub200", every, 100, 200, class_names)
 
 
 def _load_folder(root):

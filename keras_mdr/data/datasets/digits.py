@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_mdr.data.split import DatasetSplits
+from keras_mdr.data.split import split_by_class
 from keras_mdr.data.split import Split
 
 
@@ -35,9 +35,4 @@ def load_digits(data_dir=None):
     digits = datasets.load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     every = Split(labels=digits.target, images=images, name="all")
-    return DatasetSplits(
-        name="digits",
-        train=every.with_classes(range(5), name="train"),
-        test=every.with_classes(range(5, 10), name="test"),
-        class_names={i: str(i) for i in range(10)},
-    )
+    return split_by_class("digits", every, 5, 10, {i: str(i) for i in range(10)})

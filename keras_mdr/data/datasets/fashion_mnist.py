@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from keras_mdr.data.datasets import missing_data
-from keras_mdr.data.split import DatasetSplits
+from keras_mdr.data.split import split_by_class
 from keras_mdr.data.split import Split
 
 DEFAULT_DIRS = (
@@ -111,9 +111,4 @@ def load_fashion_mnist(data_dir=None):
         labels.append(read_idx(_find(directory, label_name)))
     images = np.concatenate(images).astype(np.uint8)[..., None]
     every = Split(labels=np.concatenate(labels).astype(np.int64), images=images, name="all")
-    return DatasetSplits(
-        name="fashion_mnist",
-        train=every.with_classes(range(5), name="train"),
-        test=every.with_classes(range(5, 10), name="test"),
-        class_names=dict(enumerate(_CLASS_NAMES)),
-    )
+    return split_by_class("fashion_mnist", every, 5, 10, dict(enumerate(_CLASS_NAMES)))

@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from keras_mdr.data.datasets import missing_data
-from keras_mdr.data.split import DatasetSplits
+from keras_mdr.data.split import split_by_class
 from keras_mdr.data.split import Split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -81,9 +81,4 @@ def load_image_folder(data_dir=None, test_classes=0.5):
         )
     every = Split(labels=labels, paths=paths, name="all")
     num_train = len(classes) - num_test
-    return DatasetSplits(
-        name="folder",
-        train=every.with_classes(range(num_train), name="train"),
-        test=every.with_classes(range(num_train, len(classes)), name="test"),
-        class_names=dict(enumerate(classes)),
-    )
+    return split_by_class("folder", every, num_train, len(classes), dict(enumerate(classes)))
