@@ -179,11 +179,7 @@ def balanced_dataset(
     class_sizes = tf.constant(counts[eligible].astype(np.int32))
     order = tf.constant(order.astype(np.int64))
     if transform is None:
-        transform = (
-            transforms.grayscale_transform()
-            if split.source == "images"
-            else transforms.train_transform()
-        )
+        transform = transforms.default_transform(split, training=True)
     load = image_reader_lib.transformed_reader(split, transform, strict=strict)
     group_seeds = tf.random.experimental.stateless_split(
         tf.constant([seed, 0], tf.int64), 2

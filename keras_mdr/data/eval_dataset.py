@@ -48,11 +48,7 @@ def eval_dataset(
             f"Expected `batch_size` to be a positive int. Received: batch_size={batch_size!r}"
         )
     if transform is None:
-        transform = (
-            transforms.grayscale_transform()
-            if split.source == "images"
-            else transforms.eval_transform()
-        )
+        transform = transforms.default_transform(split, training=False)
     load_image = image_reader_lib.transformed_reader(split, transform, strict=strict)
     labels = tf.constant(split.labels.astype(np.int32))
 

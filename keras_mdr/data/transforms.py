@@ -360,3 +360,11 @@ def grayscale_transform(image_size=None, channels=1, flip=False, preprocess="uni
         return finish(image)
 
     return transform
+
+
+def default_transform(split, training):
+    """The default transform of a split: grayscale for in-memory images, else
+    the paper's train (`training=True`) or test preset."""
+    if split.source == "images":
+        return grayscale_transform()
+    return train_transform() if training else eval_transform()

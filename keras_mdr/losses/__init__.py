@@ -1,7 +1,7 @@
 """Triplet losses (TensorFlow Addons parity), the authors' base loss, and MDR."""
 
 from keras_mdr.losses.distance_weighted_triplet_loss import DistanceWeightedTripletLoss
-from keras_mdr.losses.mdr import distance_statistics, level_penalty, mdr_penalty, scale_normalize
+from keras_mdr.losses.mdr import distance_statistics, level_penalty, mdr_penalty, mean_distance
 from keras_mdr.losses.mdr_triplet_loss import MDRTripletLoss
 from keras_mdr.losses.triplet import (
     distance_weighted_triplet_loss,
@@ -21,6 +21,6 @@ __all__ = [
     "hard_triplet_loss",
     "level_penalty",
     "mdr_penalty",
-    "scale_normalize",
+    "mean_distance",
     "semihard_triplet_loss",
 ]

@@ -18,21 +18,6 @@ def mean_distance(distances):
     return tf.math.divide_no_nan(tf.reduce_sum(distances), batch * (batch - 1.0))
 
 
-def scale_normalize(embeddings, distances):
-    """Divides embeddings and distances by the batch's mean pairwise distance.
-
-    "Learning without L2 norm" (Sec. 3.1): the gradient flows through the
-    scale. A batch whose mean distance is 0 or not finite (one sample, all
-    embeddings equal) is left unscaled, so the scale never creates a NaN;
-    NaN inputs stay NaN.
-
-    Returns:
-        `(scaled_embeddings, scaled_distances, scale)`.
-    """
-    scale = safe_scale(mean_distance(distances))
-    return embeddings / scale, distances / scale, scale
-
-
 def safe_scale(scale):
     """The scale itself, or 1 where it is 0 or not finite (no NaN from scaling)."""
     return tf.where(scale > 0.0, scale, tf.ones_like(scale))

@@ -69,7 +69,7 @@ def validate(config):
         if config.image_size < encoders.MIN_IMAGE_SIZE.get(config.backbone, 1):
             _fail(f"--dataset={config.dataset} with --backbone={config.backbone} needs --image_size >= "
                   f"{encoders.MIN_IMAGE_SIZE[config.backbone]} (images are upsampled).")
-    if config.dataset not in ("digits",) and config.dataset not in presets.SMALL_IMAGE_DATASETS:
+    if config.dataset not in presets.SMALL_IMAGE_DATASETS:
         if config.data_dir is not None and not os.path.isdir(config.data_dir):
             _fail(f"--data_dir={config.data_dir!r} does not exist: point it at the dataset's folder.")
     if config.dataset == "folder" and config.data_dir is None:
