@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs keras_mdr with its test dependencies in .venv, the legacy TensorFlow
-# Addons lane in .venv-tfa, and runs the whole test suite. Extra arguments go
+# Addons lane in .venv-tfa, the PyTorch lane in .venv-torch, and runs the whole
+# test suite. Extra arguments go
 # to pytest. Fails loudly when no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ echo "== installing keras_mdr[test] into .venv"
 .venv/bin/python -m pip install -q -e ".[test]"
 
 bash tools/make_tfa_venv.sh .venv-tfa
+bash tools/make_torch_venv.sh .venv-torch
 
 # Real Fashion-MNIST for the data tests and the quality benchmark (Debian package).
 if [ ! -e /usr/share/datasets/fashion-mnist ]; then
