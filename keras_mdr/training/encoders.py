@@ -10,6 +10,7 @@ import os
 
 import keras
 
+from keras_mdr import backbones
 from keras_mdr.training.presets import ConfigError
 
 # name -> (constructor, keras.applications preprocessing module)
@@ -19,9 +20,12 @@ BACKBONES = {
     "efficientnet_b0": (lambda: keras.applications.EfficientNetB0, "efficientnet"),
     "mobilenet_v2": (lambda: keras.applications.MobileNetV2, "mobilenet_v2"),
     "small_cnn": (None, "unit"),
+    # Preprocesses inside (BGR, minus 104/117/128); weights: a PyTorch .pth file.
+    "bn_inception": (lambda: backbones.BNInception, None),
 }
 # Smallest input side each keras.applications backbone accepts.
-MIN_IMAGE_SIZE = {"resnet50": 32, "inception_v3": 75, "efficientnet_b0": 32, "mobilenet_v2": 32}
+MIN_IMAGE_SIZE = {"resnet50": 32, "inception_v3": 75, "efficientnet_b0": 32, "mobilenet_v2": 32,
+                  "bn_inception": 31}
 
 
 @keras.saving.register_keras_serializable(package="keras_mdr")
@@ -29,19 +33,22 @@ class Preprocess(keras.layers.Layer):
     """A backbone's input preprocessing as a layer, for [0, 255] float images.
 
     Args:
-        mode: "unit" ([0, 1]), "symmetric" ([-1, 1]) or the name of a
+        mode: "unit" ([0, 1]), "symmetric" ([-1, 1]), the name of a
             `keras.applications` module whose `preprocess_input` to apply
-            ("resnet50", "inception_v3", "efficientnet", "mobilenet_v2").
+            ("resnet50", "inception_v3", "efficientnet", "mobilenet_v2"), or
+            None (identity: the backbone preprocesses inside).
     """
 
     def __init__(self, mode="unit", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("unit", "symmetric") and not hasattr(keras.applications, mode):
+        if mode is not None and mode not in ("unit", "symmetric") and not hasattr(keras.applications, mode):
             raise ValueError(f"Expected a preprocessing mode. Received: mode={mode!r}")
         self.mode = mode
 
     def call(self, images):
         images = keras.ops.cast(images, self.compute_dtype)
+        if self.mode is None:
+            return images
         if self.mode == "unit":
             return images / 255.0
         if self.mode == "symmetric":
@@ -89,6 +96,9 @@ def check_backbone(backbone, weights, image_size):
         )
     if backbone == "small_cnn" and weights == "imagenet":
         raise ConfigError("--backbone=small_cnn has no ImageNet weights: use --weights=none.")
+    if backbone == "bn_inception" and weights == "imagenet":
+        raise ConfigError("--backbone=bn_inception reads its ImageNet weights from a file: "
+                          "pass --weights=PATH to bn_inception-52deb4733.pth.")
     minimum = MIN_IMAGE_SIZE.get(backbone, 1)
     if image_size < minimum:
         raise ConfigError(
@@ -107,11 +117,13 @@ def build_encoder(
     """Builds an embedding encoder: preprocessing, backbone, pooling, linear head.
 
     Args:
-        backbone: one of `BACKBONES` ("resnet50", "inception_v3" (the closest
-            to the paper's BN-Inception in `keras.applications`),
-            "efficientnet_b0", "mobilenet_v2", "small_cnn").
+        backbone: one of `BACKBONES` ("resnet50", "inception_v3",
+            "efficientnet_b0", "mobilenet_v2", "small_cnn", or "bn_inception":
+            the paper's BN-Inception, `keras_mdr.backbones.BNInception`).
         weights: "imagenet" (downloaded by Keras when first asked; needs a
-            network), "none", or a path to weights of the backbone.
+            network), "none", or a path to weights of the backbone; for
+            "bn_inception" a PyTorch `.pth` state_dict (the ImageNet weights,
+            or an MDR authors' checkpoint, whose `linear.*` fills the head).
         embedding_dim: the embedding size (512 in the paper).
         image_size: input height and width.
         channels: input channels (3 for `keras.applications` backbones).
@@ -151,7 +163,8 @@ def build_encoder(
                     "network, use --weights=none or --weights=PATH to a local file."
                 ) from error
             raise
-    if weights not in ("imagenet", "none"):
+    torch_weights = str(weights).endswith((".pth", ".pt"))
+    if weights not in ("imagenet", "none") and not torch_weights:
         features.load_weights(weights)
     if freeze_batchnorm:
         for layer in _all_layers(features):
@@ -161,4 +174,8 @@ def build_encoder(
     x = Preprocess(preprocessing, name="preprocess")(inputs)
     x = features(x)
     embeddings = keras.layers.Dense(embedding_dim, dtype="float32", name="embedding")(x)
-    return keras.Model(inputs, embeddings, name="encoder")
+    encoder = keras.Model(inputs, embeddings, name="encoder")
+    if torch_weights:
+        # A PyTorch state_dict: the backbone, and an authors' checkpoint's head.
+        backbones.load_bn_inception_weights(encoder, weights)
+    return encoder
