@@ -22,6 +22,7 @@ import keras
 from keras_mdr.backbones.bgr_mean_subtraction import BGRMeanSubtraction
 from keras_mdr.backbones.bn_inception_weights import load_bn_inception_weights
 from keras_mdr.backbones.ceil_mode_pooling import CeilModePooling2D
+from keras_mdr.backbones.ceil_mode_pooling import ceil_mode_output_size
 
 FEATURE_DIM = 1024
 # The smallest input side whose every feature map keeps at least one cell.
@@ -82,6 +83,31 @@ def _inception_block(x, block):
     return keras.layers.Concatenate(name=f"{prefix}_output")(branches)
 
 
+def supported_side(side):
+    """Whether BN-Inception's branches line up for an input side (in PyTorch too).
+
+    In the two reduction blocks (3c, 4e), a stride-2 convolution with padding
+    1 gives floor((n - 1) / 2) + 1 and the ceil-mode max pool ceil((n - 3) / 2)
+    + 1 cells: equal only for even n. So the side must reach both blocks even:
+    sides 32k - 1 to 32k + 6 (31-38, 63-70, ..., 223-230, 255-262, ...).
+
+    Example:
+
+    >>> from keras_mdr.backbones.bn_inception import supported_side
+    >>> supported_side(224), supported_side(240)
+    (True, False)
+    """
+    side = (side + 2 * 3 - 7) // 2 + 1  # conv1_7x7_s2
+    side = ceil_mode_output_size(side, 3, 2)  # pool1_3x3_s2
+    side = ceil_mode_output_size(side, 3, 2)  # pool2_3x3_s2
+    for _ in ("3c", "4e"):
+        convolved = (side + 2 - 3) // 2 + 1
+        if side < 2 or convolved != ceil_mode_output_size(side, 3, 2):
+            return False
+        side = convolved
+    return True
+
+
 def _check_arguments(include_top, input_shape, pooling):
     if include_top:
         raise ValueError(
@@ -96,9 +122,10 @@ def _check_arguments(include_top, input_shape, pooling):
             "Expected input_shape=(height, width, 3) with a known height and width "
             f"(ceil-mode pooling needs them). Received: input_shape={input_shape}"
         )
-    if min(input_shape[:2]) < MIN_IMAGE_SIZE:
+    if not all(supported_side(side) for side in input_shape[:2]):
         raise ValueError(
-            f"Expected a height and width of at least {MIN_IMAGE_SIZE}. "
+            "Expected a height and width that BN-Inception's reduction blocks accept: "
+            f"32k - 1 to 32k + 6, at least {MIN_IMAGE_SIZE} (e.g. 224, 256). "
             f"Received: input_shape={input_shape}"
         )
     return input_shape

@@ -7,23 +7,19 @@ on seeded RGB images in [0, 255] (PyTorch's side reverses the channels and
 subtracts (104, 117, 128) itself). Here the .pth files are loaded into the
 Keras model, which must give the same outputs.
 
-Norm (here and in test_release_checkpoint.py): for each image, ||ours - torch||_2 / ||torch||_2 over its feature (or
-embedding) vector; the largest over the images must be <= 1e-4. Measured:
-~1e-6 (float32 rounding of two convolution libraries through 70 layers).
+Norm (parity.py, also for test_release_checkpoint.py): for each image,
+||ours - torch||_2 / ||torch||_2 over its feature (or embedding) vector; the
+largest over the images must be <= 1e-4. Measured: ~1e-6 (float32 rounding
+of two convolution libraries through 70 layers).
 """
 
 import numpy as np
 import pytest
 
 import keras
-import keras_mdr.backbones
 from keras_mdr.backbones import BNInception, CeilModePooling2D, read_state_dict
-
-RTOL = 1e-4
-
-
-def _relative_error(ours, theirs):
-    return float(np.max(np.linalg.norm(ours - theirs, axis=1) / np.linalg.norm(theirs, axis=1)))
+from keras_mdr.backbones.bn_inception import supported_side
+from parity import RTOL, loading_error, relative_error
 
 
 def test_ceil_mode_pooling_matches_torch(torch_lane):
@@ -46,15 +42,9 @@ def test_imagenet_layout_features_match_torch(torch_lane, layout):
     model = BNInception(weights=torch_lane.dir / f"imagenet_{layout}.pth")
     features = model.predict_on_batch(torch_lane.reference["images"])
     assert features.shape == (2, 1024)
-    error = _relative_error(features, torch_lane.reference["features"])
+    error = relative_error(features, torch_lane.reference["features"])
     print(f"\n[BN-Inception parity] imagenet_{layout}: features relative error {error:.2e}")
     assert error <= RTOL
-
-
-def _error(model, state):
-    with pytest.raises(ValueError) as info:
-        keras_mdr.backbones.load_bn_inception_weights(model, state)
-    return str(info.value)
 
 
 def test_key_and_shape_errors_list_every_problem(torch_lane):
@@ -64,7 +54,7 @@ def test_key_and_shape_errors_list_every_problem(torch_lane):
     del state["inception_4a_1x1.bias"], state["conv2_3x3_bn.running_var"]
     state["extra.weight"] = np.zeros(3, "float32")
     state["inception_5b_pool_proj.weight"] = np.zeros((128, 1024, 3, 3), "float32")
-    message = _error(model, state)
+    message = loading_error(model, state)
     assert "missing keys (2): conv2_3x3_bn.running_var, inception_4a_1x1.bias" in message
     assert "unexpected keys (1): extra.weight" in message
     assert ("shape mismatches (1): inception_5b_pool_proj.weight: (128, 1024, 3, 3) in the file, "
@@ -75,7 +65,7 @@ def test_key_and_shape_errors_list_every_problem(torch_lane):
 
 
 def test_backbone_alone_refuses_a_head(torch_lane):
-    message = _error(BNInception(input_shape=(64, 64, 3)), torch_lane.dir / "release_zip.pth")
+    message = loading_error(BNInception(input_shape=(64, 64, 3)), torch_lane.dir / "release_zip.pth")
     assert "unexpected keys (2): linear.bias, linear.weight" in message
     assert "load_release_checkpoint" in message
 
@@ -93,8 +83,12 @@ def test_architecture_and_names(torch_lane):
     assert model.get_layer("inception_3c_output").output.shape[1:] == (14, 14, 576)
     assert model.get_layer("inception_4e_output").output.shape[1:] == (7, 7, 1056)
     assert model.get_layer("conv1_7x7_s2_bn").epsilon == 1e-5
-    with pytest.raises(ValueError, match="at least 31"):
-        BNInception(input_shape=(30, 30, 3))
+    sides = [side for side in range(20, 300) if supported_side(side)]
+    assert sides[:9] == [31, 32, 33, 34, 35, 36, 37, 38, 63] and 224 in sides and 256 in sides
+    for side in (30, 40, 240):  # torch.cat fails on these in PyTorch as well
+        with pytest.raises(ValueError, match="32k - 1 to 32k \\+ 6, at least 31"):
+            BNInception(input_shape=(side, side, 3))
+    assert BNInception(input_shape=(38, 63, 3)).output_shape == (None, 1024)
 
 
 def test_bfloat16_policy_keeps_outputs_finite():
