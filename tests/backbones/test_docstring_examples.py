@@ -10,6 +10,7 @@ _MODULES = [
     "keras_mdr.backbones.bn_inception",
     "keras_mdr.backbones.bn_inception_weights",
     "keras_mdr.backbones.ceil_mode_pooling",
+    "keras_mdr.backbones.release_checkpoint",
     "keras_mdr.backbones.torch_checkpoint",
 ]
 
