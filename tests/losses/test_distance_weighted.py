@@ -21,24 +21,18 @@ side and 2^-149 on the other. The bugs this guards against move rows by
 0.5 to 1.
 """
 
-import os
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
 import tensorflow as tf
+import torch_lane
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import distance_weighted as dw
 from keras_mdr.losses import mdr as mdr_lib
 
-REPO = Path(__file__).resolve().parents[2]
-TORCH_PYTHON_ENV = "KERAS_MDR_TORCH_PYTHON"
-REFERENCE_SCRIPT = REPO / "tools" / "torch_sampler_reference.py"
-MAKE_VENV = "bash tools/make_torch_venv.sh"
 SEED = 0
 
 FLOAT32_TINY = 2.0**-126
@@ -52,35 +46,12 @@ LOSS_RTOL = 1e-5
 LOSS_ATOL = 1e-9
 
 
-def _torch_python():
-    """The torch lane's interpreter; fails (never skips) when it is not there."""
-    path = Path(os.environ.get(TORCH_PYTHON_ENV) or REPO / ".venv-torch" / "bin" / "python")
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(
-            f"torch lane: no torch Python at {path}. Create the environment with "
-            f"`{MAKE_VENV}` (run from {REPO}), or point {TORCH_PYTHON_ENV} at one.",
-            pytrace=False,
-        )
-    return path
-
-
 @pytest.fixture(scope="module")
 def torch_cases(tmp_path_factory):
-    python = _torch_python()
     out = tmp_path_factory.mktemp("torch_sampler") / "reference.npz"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     start = time.time()
-    proc = subprocess.run(
-        [str(python), str(REFERENCE_SCRIPT), str(out), "--seed", str(SEED)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
-    if proc.returncode != 0:
-        pytest.fail(
-            f"{REFERENCE_SCRIPT.name} failed under {python} (exit {proc.returncode}); "
-            f"recreate the environment with `{MAKE_VENV}`.\n{proc.stderr[-4000:]}",
-            pytrace=False,
-        )
-    print(f"\n{proc.stdout.strip()} ({time.time() - start:.1f} s)")
+    log = torch_lane.run_torch_script("torch_sampler_reference.py", out, "--seed", SEED)
+    print(f"\n{log.strip()} ({time.time() - start:.1f} s)")
     with np.load(out) as data:
         keys = ("embeddings", "labels", "probabilities", "weights", "regime", "triplets", "loss")
         return [
