@@ -372,3 +372,12 @@ def test_hash_uniform_is_a_24_bit_grid_on_zero_one():
     assert u.min() >= 0.0 and u.max() < 1.0
     assert np.all(u * 2**24 == np.round(u * 2**24))
     assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.005
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import keras_mdr.losses.distance_weighted
+
+    result = doctest.testmod(dw, extraglobs={"keras_mdr": keras_mdr})
+    assert result.attempted > 0 and result.failed == 0

@@ -281,3 +281,13 @@ def test_two_replicas_equal_one_device(tmp_path):
             np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, atol=1e-7, err_msg=key)
         if key.startswith("copies"):
             np.testing.assert_array_equal(mirrored[key][0], mirrored[key][1], err_msg=key)
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import keras_mdr.optimizers
+    from keras_mdr.optimizers import adam_l2
+
+    result = doctest.testmod(adam_l2, extraglobs={"keras_mdr": keras_mdr})
+    assert result.attempted > 0 and result.failed == 0
