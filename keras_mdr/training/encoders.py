@@ -4,13 +4,22 @@ The encoder takes float images in [0, 255] and applies the backbone's own input
 preprocessing inside, so a SavedModel export serves raw pixels. The head is a
 linear layer to `embedding_dim` on global-average-pooled features, in float32
 whatever the dtype policy (the losses need float32 distances).
+
+BatchNormalization trains in one of three modes (`keras_mdr.training.batchnorm`):
+"release" (the MDR authors' way: moving statistics used and kept, gamma and
+beta trained), "frozen" (the whole layer fixed) or "train". The head starts
+from Glorot-uniform weights and zero bias, or from PyTorch `nn.Linear`'s
+default (`head_init="torch"`: weights and bias uniform in
++-1/sqrt(fan_in), fan_in the backbone's feature size), as the release's head.
 """
 
+import math
 import os
 
 import keras
 
 from keras_mdr import backbones
+from keras_mdr.training import batchnorm as batchnorm_lib
 from keras_mdr.training.presets import ConfigError
 
 # name -> (constructor, keras.applications preprocessing module)
@@ -76,11 +85,27 @@ def _small_cnn(input_shape):
     return keras.Model(inputs, x, name="small_cnn")
 
 
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
+_all_layers = batchnorm_lib.all_layers
+HEAD_INITS = ("glorot", "torch")
+
+
+def head_initializers(head_init, fan_in):
+    """(kernel, bias) initializers of the linear head.
+
+    "glorot": Keras' Dense default (Glorot uniform, zero bias). "torch":
+    PyTorch `nn.Linear`'s default, weights and bias uniform in
+    +-1/sqrt(fan_in) (its Kaiming-uniform with a = sqrt(5) is exactly that
+    bound for the weights).
+    """
+    if head_init not in HEAD_INITS:
+        raise ValueError(
+            f"Expected head_init to be one of {HEAD_INITS}. Received: head_init={head_init!r}"
+        )
+    if head_init == "glorot":
+        return "glorot_uniform", "zeros"
+    bound = 1.0 / math.sqrt(fan_in)
+    return (keras.initializers.RandomUniform(-bound, bound),
+            keras.initializers.RandomUniform(-bound, bound))
 
 
 def check_backbone(backbone, weights, image_size):
@@ -112,7 +137,9 @@ def build_encoder(
     embedding_dim=512,
     image_size=224,
     channels=3,
-    freeze_batchnorm=True,
+    freeze_batchnorm=None,
+    batchnorm=None,
+    head_init="glorot",
 ):
     """Builds an embedding encoder: preprocessing, backbone, pooling, linear head.
 
@@ -127,8 +154,14 @@ def build_encoder(
         embedding_dim: the embedding size (512 in the paper).
         image_size: input height and width.
         channels: input channels (3 for `keras.applications` backbones).
-        freeze_batchnorm: keep BatchNormalization layers in inference mode
-            with frozen statistics, as the paper does.
+        freeze_batchnorm: the older switch: True is `batchnorm="frozen"`,
+            False is "train".
+        batchnorm: "release" (moving statistics used and never updated, gamma
+            and beta trained: the MDR authors' way, for the paper presets),
+            "frozen" (the whole layer fixed; the default when neither this
+            nor `freeze_batchnorm` is given) or "train".
+        head_init: "glorot" (Keras' default) or "torch" (PyTorch
+            `nn.Linear`'s default, the release's head).
 
     Returns:
         A `keras.Model` named "encoder": float images `(None, image_size,
@@ -142,6 +175,9 @@ def build_encoder(
     (None, 64)
     """
     check_backbone(backbone, weights, image_size)
+    mode = batchnorm_lib.batchnorm_mode(batchnorm, freeze_batchnorm)
+    freeze_batchnorm = mode == "frozen"
+    head_initializers(head_init, 1)  # refuses a bad head_init before the backbone is built
     constructor, preprocessing = BACKBONES[backbone]
     input_shape = (image_size, image_size, channels)
     if backbone == "small_cnn":
@@ -170,10 +206,14 @@ def build_encoder(
         for layer in _all_layers(features):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
+    if mode == "release":
+        features = batchnorm_lib.use_inference_batchnorm(features)
+    kernel_init, bias_init = head_initializers(head_init, features.output_shape[-1])
     inputs = keras.Input(input_shape, name="images")
     x = Preprocess(preprocessing, name="preprocess")(inputs)
     x = features(x)
-    embeddings = keras.layers.Dense(embedding_dim, dtype="float32", name="embedding")(x)
+    embeddings = keras.layers.Dense(embedding_dim, dtype="float32", name="embedding",
+                                    kernel_initializer=kernel_init, bias_initializer=bias_init)(x)
     encoder = keras.Model(inputs, embeddings, name="encoder")
     if torch_weights:
         # A PyTorch state_dict: the backbone, and an authors' checkpoint's head.
