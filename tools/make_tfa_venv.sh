@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates the legacy environment of the TFA parity lane (tests/test_tfa_parity.py):
+# Creates the legacy environment of the TFA parity lane (tests/losses/test_tfa_parity.py):
 # TensorFlow 2.15.1 + TensorFlow Addons 0.23.0 (TFA cannot be imported on TF >= 2.16).
 #
 # Usage: bash tools/make_tfa_venv.sh [VENV_DIR]     (default: <repo>/.venv-tfa)

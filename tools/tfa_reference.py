@@ -2,7 +2,7 @@
 
 Runs only in the legacy environment (TensorFlow 2.15.1 + TensorFlow Addons 0.23.0,
 which cannot be imported on TensorFlow >= 2.16); create it with
-`bash tools/make_tfa_venv.sh`. `tests/test_tfa_parity.py` runs this script in a
+`bash tools/make_tfa_venv.sh`. `tests/losses/test_tfa_parity.py` runs this script in a
 subprocess and compares `keras_mdr`'s losses with what it writes.
 
 Usage:

@@ -13,7 +13,7 @@ from PIL import Image
 from keras_mdr import training
 from keras_mdr.training import trainer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _config(tmp_path, **overrides):

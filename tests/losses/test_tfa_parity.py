@@ -10,7 +10,7 @@ environment is a failure, not a skip: CI must run this lane.
 
 Run alone (creating the legacy environment first if needed):
     bash tools/make_tfa_venv.sh
-    .venv/bin/python -m pytest tests/test_tfa_parity.py
+    .venv/bin/python -m pytest tests/losses/test_tfa_parity.py
 
 Tolerances (MDR_SPEC.md, "TensorFlow Addons 0.23 triplet semantics"):
 - values: |ours - tfa| <= 1e-5 |tfa| + atol, atol = 1e-5 x the batch's
@@ -67,7 +67,7 @@ import reference
 # CI runs slow tests too (pytest.ini).
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TFA_PYTHON_ENV = "KERAS_MDR_TFA_PYTHON"
 REFERENCE_SCRIPT = REPO / "tools" / "tfa_reference.py"
 MAKE_VENV = "bash tools/make_tfa_venv.sh"

@@ -1,4 +1,4 @@
-"""Subprocess body of tests/test_distributed.py (TF must be configured before use).
+"""Subprocess body of tests/models/test_distributed.py (TF must be configured before use).
 
     python distributed_worker.py mirrored OUT.npz BASE_LOSS
     python distributed_worker.py single OUT.npz BASE_LOSS
