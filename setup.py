@@ -31,7 +31,7 @@ setup(
         "scikit-learn>=1.4",
         "matplotlib>=3.8",
         "pillow>=10",
-        "tqdm>=4.66",
+        "threadpoolctl>=3",
     ],
     extras_require={"test": ["pytest>=8"]},
     license="Apache-2.0",

@@ -1,6 +1,6 @@
 """keras_mdr: deep metric learning with Multi-level Distance Regularization for Keras 3."""
 
-from keras_mdr import callbacks, data, distances, evaluation, losses
+from keras_mdr import backbones, callbacks, data, distances, evaluation, losses, optimizers
 from keras_mdr.layers import MDRRegularizer
 from keras_mdr.losses import (
     DistanceWeightedTripletLoss,
@@ -20,9 +20,11 @@ __all__ = [
     "MDRTripletLoss",
     "TripletHardLoss",
     "TripletSemiHardLoss",
+    "backbones",
     "callbacks",
     "data",
     "distances",
     "evaluation",
     "losses",
+    "optimizers",
 ]
