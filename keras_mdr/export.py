@@ -32,7 +32,6 @@ The SavedModel needs neither Keras nor keras_mdr to load or serve:
 `tf.saved_model.load(path).signatures["serving_bytes"](image_bytes=...)`.
 """
 
-import numbers
 import os
 import tempfile
 import uuid
@@ -41,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_mdr import validation
 from keras_mdr.data.transforms import eval_transform
 
 __all__ = ["export_for_serving"]
@@ -59,16 +59,6 @@ _PNG_HEADER_BYTES = 24
 _PARALLEL_DECODES = 4
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _positive_int(value, name):
-    if not _is_int(value) or value <= 0:
-        raise ValueError(f"Expected `{name}` to be a positive int. Received: {name}={value!r}")
-    return int(value)
-
-
 def _existing_versions(base_dir):
     if not tf.io.gfile.isdir(base_dir):
         return []
@@ -83,7 +73,7 @@ def _existing_versions(base_dir):
 def _version_dir(base_dir, version):
     if version is None:
         version = max(_existing_versions(base_dir), default=0) + 1
-    elif not _is_int(version) or version < 0:
+    elif not validation.is_int(version) or version < 0:
         raise ValueError(
             "Expected `version` to be None or a non-negative int (TF Serving "
             f"reads version folders as integers). Received: version={version!r}"
@@ -235,9 +225,9 @@ def export_for_serving(
             "export_for_serving needs the TensorFlow backend (KERAS_BACKEND="
             f"tensorflow). Current backend: {keras.backend.backend()}"
         )
-    image_size = _positive_int(image_size, "image_size")
-    resize_size = _positive_int(resize_size, "resize_size")
-    max_pixels = _positive_int(max_pixels, "max_pixels")
+    image_size = validation.positive_int(image_size, "image_size")
+    resize_size = validation.positive_int(resize_size, "resize_size")
+    max_pixels = validation.positive_int(max_pixels, "max_pixels")
     if image_size > resize_size:
         raise ValueError(
             "Expected `image_size` no larger than `resize_size`. "

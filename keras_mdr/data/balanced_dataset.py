@@ -27,14 +27,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from keras_mdr import validation
 from keras_mdr.data import image_reader as image_reader_lib
 from keras_mdr.data import transforms
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Expected `{name}` to be a positive int. Received: {name}={value!r}")
-    return int(value)
 
 
 def _sample_batch(
@@ -130,9 +125,9 @@ def balanced_dataset(
     >>> images.shape, labels.shape
     (TensorShape([12, 8, 8, 1]), TensorShape([12]))
     """
-    classes_per_batch = _positive_int(classes_per_batch, "classes_per_batch")
-    images_per_class = _positive_int(images_per_class, "images_per_class")
-    num_replicas = _positive_int(num_replicas, "num_replicas")
+    classes_per_batch = validation.positive_int(classes_per_batch, "classes_per_batch")
+    images_per_class = validation.positive_int(images_per_class, "images_per_class")
+    num_replicas = validation.positive_int(num_replicas, "num_replicas")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"Expected `seed` to be an int. Received: seed={seed!r}")
     if (

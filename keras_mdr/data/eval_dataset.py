@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_mdr import validation
 from keras_mdr.data import image_reader as image_reader_lib
 from keras_mdr.data import transforms
 
@@ -43,10 +44,7 @@ def eval_dataset(
     >>> sum(int(labels.shape[0]) for _, labels in dataset) == len(splits.test)
     True
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(
-            f"Expected `batch_size` to be a positive int. Received: batch_size={batch_size!r}"
-        )
+    batch_size = validation.positive_int(batch_size, "batch_size")
     if transform is None:
         transform = transforms.default_transform(split, training=False)
     load_image = image_reader_lib.transformed_reader(split, transform, strict=strict)

@@ -40,6 +40,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_mdr import validation
+
 
 def _application_preprocessors():
     applications = keras.applications
@@ -92,34 +94,6 @@ def preprocessor(preprocess):
         'Expected `preprocess` to be None, "unit", "symmetric", a callable or one '
         f"of {sorted(applications)}. Received: preprocess={preprocess!r}"
     )
-
-
-def _size_pair(size, name):
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = (size, size)
-    if (
-        not isinstance(size, (tuple, list))
-        or len(size) != 2
-        or not all(isinstance(s, int) and s > 0 for s in size)
-    ):
-        raise ValueError(
-            f"Expected `{name}` to be a positive int or a pair of them. "
-            f"Received: {name}={size!r}"
-        )
-    return tuple(size)
-
-
-def _range_pair(values, name, low, high):
-    if (
-        not isinstance(values, (tuple, list))
-        or len(values) != 2
-        or not low < values[0] <= values[1] <= high
-    ):
-        raise ValueError(
-            f"Expected `{name}` to be a pair (min, max) with {low} < min <= max "
-            f"<= {high}. Received: {name}={values!r}"
-        )
-    return float(values[0]), float(values[1])
 
 
 def _pixel_window(shape, corner, size):
@@ -216,10 +190,10 @@ def train_transform(
         Kim & Park, "Multi-level Distance Regularization for Deep Metric
         Learning", AAAI 2021 (Sec. 4, implementation details).
     """
-    image_size = _size_pair(image_size, "image_size")
-    resize_size = _size_pair(resize_size, "resize_size")
-    area_low, area_high = _range_pair(crop_area, "crop_area", 0.0, 1.0)
-    ratio_low, ratio_high = _range_pair(aspect_ratio, "aspect_ratio", 0.0, float("inf"))
+    image_size = validation.size_pair(image_size, "image_size")
+    resize_size = validation.size_pair(resize_size, "resize_size")
+    area_low, area_high = validation.range_pair(crop_area, "crop_area", 0.0, 1.0)
+    ratio_low, ratio_high = validation.range_pair(aspect_ratio, "aspect_ratio", 0.0, float("inf"))
     finish_preprocess = preprocessor(preprocess)
     if implementation == "keras_cv":
         return _keras_cv_train_transform(
@@ -297,8 +271,8 @@ def eval_transform(image_size=224, resize_size=256, preprocess=None):
     >>> transform(tf.zeros((50, 80, 3), "uint8"), None).shape
     TensorShape([32, 32, 3])
     """
-    image_size = _size_pair(image_size, "image_size")
-    resize_size = _size_pair(resize_size, "resize_size")
+    image_size = validation.size_pair(image_size, "image_size")
+    resize_size = validation.size_pair(resize_size, "resize_size")
     if image_size[0] > resize_size[0] or image_size[1] > resize_size[1]:
         raise ValueError(
             "Expected `image_size` no larger than `resize_size`. "
@@ -344,7 +318,7 @@ def grayscale_transform(image_size=None, channels=1, flip=False, preprocess="uni
     TensorShape([32, 32, 3])
     """
     if image_size is not None:
-        image_size = _size_pair(image_size, "image_size")
+        image_size = validation.size_pair(image_size, "image_size")
     if channels not in (1, 3):
         raise ValueError(f"Expected `channels` to be 1 or 3. Received: channels={channels!r}")
     finish = preprocessor(preprocess)
