@@ -1,6 +1,7 @@
 """keras_mdr: deep metric learning with Multi-level Distance Regularization for Keras 3."""
 
 from keras_mdr import backbones, callbacks, data, distances, evaluation, losses, optimizers
+from keras_mdr import preprocessing, validation
 from keras_mdr.layers import MDRRegularizer
 from keras_mdr.losses import (
     DistanceWeightedTripletLoss,
@@ -27,4 +28,6 @@ __all__ = [
     "evaluation",
     "losses",
     "optimizers",
+    "preprocessing",
+    "validation",
 ]

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mdr import validation
+from keras_mdr.data import image_format
 from keras_mdr.data.transforms import eval_transform
 
 __all__ = ["export_for_serving"]
@@ -51,8 +52,6 @@ EMBEDDINGS_KEY = "embeddings"
 DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # PNG: 8-byte signature, then the IHDR chunk: length (4), b"IHDR" (4),
 # width (4, big-endian), height (4, big-endian).
 _PNG_HEADER_BYTES = 24
@@ -117,8 +116,6 @@ def _byte_value(header, start, count):
 
 def _make_decode_fn(image_size, resize_size, max_pixels, channels):
     transform = eval_transform(image_size=image_size, resize_size=resize_size)
-    jpeg_magic = tf.constant(list(_JPEG_MAGIC), tf.uint8)
-    png_magic = tf.constant(list(_PNG_MAGIC), tf.uint8)
     ihdr = tf.constant(list(b"IHDR"), tf.uint8)
     cap = tf.constant(max_pixels, tf.float64)
 
@@ -128,8 +125,8 @@ def _make_decode_fn(image_size, resize_size, max_pixels, channels):
         header = tf.strings.join([header, b"\0" * _PNG_HEADER_BYTES])
         header = tf.io.decode_raw(tf.strings.substr(header, 0, _PNG_HEADER_BYTES), tf.uint8)
         header = tf.reshape(header, [_PNG_HEADER_BYTES])
-        is_jpeg = tf.reduce_all(tf.equal(header[: len(_JPEG_MAGIC)], jpeg_magic))
-        is_png = tf.reduce_all(tf.equal(header[: len(_PNG_MAGIC)], png_magic))
+        is_jpeg = image_format.has_signature(data, "jpeg")
+        is_png = image_format.has_signature(data, "png")
         is_image = tf.debugging.Assert(
             tf.logical_or(is_jpeg, is_png),
             [

@@ -27,25 +27,12 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from keras_mdr.data import image_format
 from keras_mdr.data import transforms
 
 _TAIL_BYTES = 4096
 _JPEG_END = b"\xff\xd9"
 _PNG_END = b"IEND"
-
-
-def _image_kind(head):
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if head.startswith(b"BM"):
-        return "bmp"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def image_problem(head, tail, size):
@@ -61,7 +48,7 @@ def image_problem(head, tail, size):
     """
     if size == 0:
         return "empty file"
-    kind = _image_kind(head)
+    kind = image_format.image_kind(head)
     if kind is None:
         return "not a JPEG, PNG, GIF, BMP or WebP image"
     if kind == "jpeg" and _JPEG_END not in tail:
@@ -225,18 +212,13 @@ def _graph_contains(values, pattern):
 def _graph_image_problem(data):
     """In-graph twin of `image_problem` for JPEG/PNG: True where data is bad."""
     size = tf.strings.length(data)
-    head = tf.strings.substr(data, 0, 8)
     tail = tf.strings.substr(data, tf.maximum(size - _TAIL_BYTES, 0), _TAIL_BYTES)
     tail_bytes = tf.io.decode_raw(tail, tf.uint8)
     jpeg_end = _graph_contains(tail_bytes, _JPEG_END)
     png_end = _graph_contains(tail_bytes, _PNG_END)
-    is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
-    is_png = tf.equal(head, b"\x89PNG\r\n\x1a\n")
-    known = tf.logical_or(is_jpeg, is_png)
-    for signature in (b"GIF87a", b"GIF89a"):
-        known = tf.logical_or(known, tf.equal(tf.strings.substr(head, 0, 6), signature))
-    known = tf.logical_or(known, tf.equal(tf.strings.substr(head, 0, 2), b"BM"))
-    known = tf.logical_or(known, tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"))
+    is_jpeg = image_format.has_signature(data, "jpeg")
+    is_png = image_format.has_signature(data, "png")
+    known = image_format.is_known_image(data)
     truncated = tf.logical_or(
         tf.logical_and(is_jpeg, tf.logical_not(jpeg_end)),
         tf.logical_and(is_png, tf.logical_not(png_end)),
@@ -306,7 +288,7 @@ def image_reader(split, strict=False):
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
             return transforms.crop_to_window(image, window(tf.shape(image)[:2]))
 
-        is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+        is_jpeg = image_format.has_signature(data, "jpeg")
         return tf.cond(is_jpeg, decode_jpeg_window, decode_other_window)
 
     return read

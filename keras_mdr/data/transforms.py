@@ -36,64 +36,11 @@ Outputs are in [0, 255] unless `preprocess` says otherwise: None, "unit"
 ("resnet50", "inception_v3", ...) for its `preprocess_input`, or any callable.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_mdr import validation
-
-
-def _application_preprocessors():
-    applications = keras.applications
-    return {
-        "convnext": applications.convnext.preprocess_input,
-        "densenet": applications.densenet.preprocess_input,
-        "efficientnet": applications.efficientnet.preprocess_input,
-        "efficientnet_v2": applications.efficientnet_v2.preprocess_input,
-        "inception_resnet_v2": applications.inception_resnet_v2.preprocess_input,
-        "inception_v3": applications.inception_v3.preprocess_input,
-        "mobilenet_v2": applications.mobilenet_v2.preprocess_input,
-        "mobilenet_v3": applications.mobilenet_v3.preprocess_input,
-        "resnet": applications.resnet.preprocess_input,
-        "resnet50": applications.resnet50.preprocess_input,
-        "resnet_v2": applications.resnet_v2.preprocess_input,
-        "vgg16": applications.vgg16.preprocess_input,
-        "xception": applications.xception.preprocess_input,
-    }
-
-
-def preprocessor(preprocess):
-    """The function that maps [0, 255] float images to a model's input range.
-
-    Args:
-        preprocess: None (identity), "unit" (divide by 255), "symmetric"
-            (scale to [-1, 1]), the name of a `keras.applications` module
-            ("resnet50", "inception_v3", "efficientnet", ...) or a callable.
-
-    Returns:
-        A function from a float32 image tensor to a float32 image tensor.
-
-    Example:
-
-    >>> import keras_mdr.data
-    >>> keras_mdr.data.preprocessor("unit")(255.0)
-    1.0
-    """
-    if preprocess is None:
-        return lambda image: image
-    if callable(preprocess):
-        return preprocess
-    if preprocess == "unit":
-        return lambda image: image / 255.0
-    if preprocess == "symmetric":
-        return lambda image: image / 127.5 - 1.0
-    applications = _application_preprocessors()
-    if preprocess in applications:
-        return applications[preprocess]
-    raise ValueError(
-        'Expected `preprocess` to be None, "unit", "symmetric", a callable or one '
-        f"of {sorted(applications)}. Received: preprocess={preprocess!r}"
-    )
+from keras_mdr.preprocessing import preprocessor
 
 
 def _pixel_window(shape, corner, size):

@@ -19,6 +19,7 @@ import os
 import keras
 
 from keras_mdr import backbones
+from keras_mdr.preprocessing import Preprocess
 from keras_mdr.training import batchnorm as batchnorm_lib
 from keras_mdr.training.presets import ConfigError
 
@@ -35,40 +36,6 @@ BACKBONES = {
 # Smallest input side each keras.applications backbone accepts.
 MIN_IMAGE_SIZE = {"resnet50": 32, "inception_v3": 75, "efficientnet_b0": 32, "mobilenet_v2": 32,
                   "bn_inception": 31}
-
-
-@keras.saving.register_keras_serializable(package="keras_mdr")
-class Preprocess(keras.layers.Layer):
-    """A backbone's input preprocessing as a layer, for [0, 255] float images.
-
-    Args:
-        mode: "unit" ([0, 1]), "symmetric" ([-1, 1]), the name of a
-            `keras.applications` module whose `preprocess_input` to apply
-            ("resnet50", "inception_v3", "efficientnet", "mobilenet_v2"), or
-            None (identity: the backbone preprocesses inside).
-    """
-
-    def __init__(self, mode="unit", **kwargs):
-        super().__init__(**kwargs)
-        if mode is not None and mode not in ("unit", "symmetric") and not hasattr(keras.applications, mode):
-            raise ValueError(f"Expected a preprocessing mode. Received: mode={mode!r}")
-        self.mode = mode
-
-    def call(self, images):
-        images = keras.ops.cast(images, self.compute_dtype)
-        if self.mode is None:
-            return images
-        if self.mode == "unit":
-            return images / 255.0
-        if self.mode == "symmetric":
-            return images / 127.5 - 1.0
-        return getattr(keras.applications, self.mode).preprocess_input(images)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
 
 
 def _small_cnn(input_shape):
