@@ -167,7 +167,7 @@ def _make_decode_fn(image_size, resize_size, max_pixels, channels):
         )
         with tf.control_dependencies([within_cap]):
             data = tf.identity(data)
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        image = image_format.decode(data, channels=channels)
         image = tf.ensure_shape(image, [None, None, channels])
         image = tf.cast(transform(image, None), tf.float32)
         return tf.ensure_shape(image, [image_size, image_size, channels])

@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from keras_mdr.data import image_format
 from keras_mdr.data.transforms import eval_transform
 from keras_mdr.export import export_for_serving
 
@@ -163,10 +164,11 @@ def _b64(items):
 
 
 def _expected_bytes_embeddings(encoder, items, channels=3):
-    """The Keras model on the same decode / resize / centre crop, done in TF here."""
+    """The Keras model on the same decode (Pillow's, accurate IDCT) / resize /
+    centre crop, done in TF here."""
     transform = eval_transform(image_size=IMAGE_SIZE, resize_size=RESIZE_SIZE)
     images = [
-        transform(tf.io.decode_image(item, channels=channels, expand_animations=False), None)
+        transform(image_format.decode(item, channels=channels), None)
         for item in items
     ]
     return keras.ops.convert_to_numpy(encoder(tf.stack(images), training=False))
@@ -425,7 +427,7 @@ def test_resnet50_encoder_in_fresh_process(tmp_path):
         atol=1e-5,
     )
     transform = eval_transform(image_size=size, resize_size=72)
-    decoded = [tf.io.decode_image(item, channels=3, expand_animations=False) for item in items]
+    decoded = [image_format.decode(item) for item in items]
     crops = tf.stack([transform(image, None) for image in decoded])
     np.testing.assert_allclose(
         outputs["bytes"],

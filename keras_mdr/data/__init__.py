@@ -15,6 +15,9 @@ from keras_mdr.data.image_reader import drop_bad_images
 from keras_mdr.data.image_reader import find_bad_images
 from keras_mdr.data.load_dataset import DATASET_NAMES
 from keras_mdr.data.load_dataset import load_dataset
+from keras_mdr.data.release_transforms import random_resized_crop_box
+from keras_mdr.data.release_transforms import release_eval_transform
+from keras_mdr.data.release_transforms import release_train_transform
 from keras_mdr.data.split import DatasetSplits
 from keras_mdr.data.split import Split
 from keras_mdr.data.split import split_validation
@@ -35,6 +38,9 @@ __all__ = [
     "grayscale_transform",
     "load_dataset",
     "preprocessor",
+    "random_resized_crop_box",
+    "release_eval_transform",
+    "release_train_transform",
     "split_validation",
     "train_transform",
 ]

@@ -113,7 +113,7 @@ def balanced_dataset(
 
     Returns:
         An endless dataset of `(images, labels)`: `float32` images of shape
-        `(P * K, ...)` and `int32` labels of shape `(P * K,)`. Use
+        `(P * K, ...)` and `int64` labels of shape `(P * K,)`. Use
         `steps_per_epoch` in `fit`.
 
     Example:
@@ -169,7 +169,7 @@ def balanced_dataset(
             f"sample from. Received: split {split.name!r} with "
             f"{np.sum(eligible)} (small_classes={small_classes!r})"
         )
-    class_labels = tf.constant(labels[eligible].astype(np.int32))
+    class_labels = tf.constant(labels[eligible].astype(np.int64))
     class_starts = tf.constant(starts[eligible].astype(np.int32))
     class_sizes = tf.constant(counts[eligible].astype(np.int32))
     order = tf.constant(order.astype(np.int64))

@@ -34,7 +34,7 @@ def eval_dataset(
 
     Returns:
         A dataset of `(images, labels)` or `(images, labels, indices)`:
-        `float32` images, `int32` labels, `int64` indices.
+        `float32` images, `int64` labels, `int64` indices.
 
     Example:
 
@@ -48,7 +48,7 @@ def eval_dataset(
     if transform is None:
         transform = transforms.default_transform(split, training=False)
     load_image = image_reader_lib.transformed_reader(split, transform, strict=strict)
-    labels = tf.constant(split.labels.astype(np.int32))
+    labels = tf.constant(split.labels.astype(np.int64))
 
     def load(index):
         seed = tf.stack([tf.constant(0, tf.int64), index])

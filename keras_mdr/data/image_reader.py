@@ -278,11 +278,11 @@ def image_reader(split, strict=False):
             with tf.control_dependencies([check]):
                 data = tf.identity(data)
         if window is None:
-            return tf.io.decode_image(data, channels=3, expand_animations=False)
+            return image_format.decode(data)
 
         def decode_jpeg_window():
-            begin, size = window(tf.io.extract_jpeg_shape(data)[:2])
-            return tf.io.decode_and_crop_jpeg(data, tf.concat([begin, size], 0), channels=3)
+            shape = tf.io.extract_jpeg_shape(data)[:2]
+            return image_format.decode_jpeg_window(data, window(shape))
 
         def decode_other_window():
             image = tf.io.decode_image(data, channels=3, expand_animations=False)

@@ -242,7 +242,7 @@ def eval_transform(image_size=224, resize_size=256, preprocess=None):
     return CropTransform(window, finish)
 
 
-def grayscale_transform(image_size=None, channels=1, flip=False, preprocess="unit"):
+def grayscale_transform(image_size=None, channels=1, flip=False, preprocess=None):
     """A transform for small in-memory images (digits, Fashion-MNIST).
 
     Args:
@@ -251,7 +251,8 @@ def grayscale_transform(image_size=None, channels=1, flip=False, preprocess="uni
             `keras.applications` backbone).
         channels: 1, or 3 to replicate grayscale to RGB.
         flip: randomly flip left to right (stateless, from the seed).
-        preprocess: see `preprocessor`; the default "unit" gives [0, 1].
+        preprocess: see `preprocessor`: None keeps [0, 255], as every
+            other transform (the encoders rescale inside).
 
     Returns:
         A function `transform(image, seed)` returning `float32` images.

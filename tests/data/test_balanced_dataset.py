@@ -37,7 +37,7 @@ def test_batches_hold_p_classes_times_k_distinct_images():
     P, K = 5, 3
     dataset = keras_mdr.data.balanced_dataset(split, P, K, transform=_identity, seed=7)
     assert dataset.element_spec[0].shape == (P * K, 1, 2, 1)
-    assert dataset.element_spec[1].dtype == tf.int32
+    assert dataset.element_spec[1].dtype == tf.int64
     seen_classes, seen_images = [], set()
     for indices, labels in _batches(dataset, 300):
         groups = labels.reshape(P, K)

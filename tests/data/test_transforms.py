@@ -93,7 +93,7 @@ def test_grayscale_transform():
     image = tf.constant(np.full((8, 8, 1), 51, np.uint8))
     plain = keras_mdr.data.grayscale_transform()(image, tf.constant([0, 0]))
     assert plain.shape == (8, 8, 1)
-    np.testing.assert_allclose(plain, 0.2)
+    np.testing.assert_allclose(plain, 51.0)  # [0, 255] by default (issue 12)
     rgb = keras_mdr.data.grayscale_transform(image_size=32, channels=3, preprocess=None)
     out = rgb(image, tf.constant([0, 0]))
     assert out.shape == (32, 32, 3)
