@@ -15,6 +15,7 @@ from keras_mdr.data.image_reader import drop_bad_images
 from keras_mdr.data.image_reader import find_bad_images
 from keras_mdr.data.load_dataset import DATASET_NAMES
 from keras_mdr.data.load_dataset import load_dataset
+from keras_mdr.data.release_batches import release_batches
 from keras_mdr.data.release_transforms import random_resized_crop_box
 from keras_mdr.data.release_transforms import release_eval_transform
 from keras_mdr.data.release_transforms import release_train_transform
@@ -39,6 +40,7 @@ __all__ = [
     "load_dataset",
     "preprocessor",
     "random_resized_crop_box",
+    "release_batches",
     "release_eval_transform",
     "release_train_transform",
     "split_validation",
