@@ -67,5 +67,10 @@ def test_reader_decodes_grayscale_and_png_as_rgb(tmp_path, write_image):
     png = write_image(str(tmp_path / "a.png"), size=(7, 4))
     split = keras_mdr.data.Split(labels=[0, 1], paths=[gray, png])
     read = image_reader.image_reader(split)
-    assert read(tf.constant(0, tf.int64)).shape == (6, 5, 3)
-    assert read(tf.constant(1, tf.int64)).shape == (4, 7, 3)
+    # Values, not shapes: gray replicated to RGB as Pillow's convert("RGB")
+    # does, and the PNG's pixels exactly (lossless).
+    gray_rgb = read(tf.constant(0, tf.int64)).numpy()
+    np.testing.assert_array_equal(gray_rgb, np.asarray(Image.open(gray).convert("RGB")))
+    assert (gray_rgb == gray_rgb[..., :1]).all() and abs(int(gray_rgb.mean()) - 128) <= 1
+    np.testing.assert_array_equal(read(tf.constant(1, tf.int64)), np.asarray(Image.open(png)))
+    assert np.asarray(Image.open(png)).shape == (4, 7, 3)

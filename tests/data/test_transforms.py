@@ -55,10 +55,22 @@ def test_keras_cv_implementation_runs_in_tf_data():
     transform = keras_mdr.data.train_transform(
         image_size=16, resize_size=20, implementation="keras_cv", seed=1
     )
-    dataset = tf.data.Dataset.from_tensors(_coordinate_image(30, 40)).repeat(3)
+    dataset = tf.data.Dataset.from_tensors(_coordinate_image(30, 40)).repeat(12)
     dataset = dataset.map(lambda image: transform(image, tf.constant([0, 0])))
-    outputs = list(dataset)
-    assert all(out.shape == (16, 16, 3) and out.dtype == tf.float32 for out in outputs)
+    outputs = [out.numpy() for out in dataset]
+    assert all(out.shape == (16, 16, 3) and out.dtype == np.float32 for out in outputs)
+    # Values, not shapes: each output is a window of the coordinate image with
+    # the paper's area range, and the windows differ (a random crop).
+    windows = set()
+    for out in outputs:
+        cols, rows = out[..., 0], out[..., 1]
+        assert cols.min() >= -0.5 and cols.max() <= 39.5 and rows.min() >= -0.5
+        assert rows.max() <= 29.5
+        area = (cols.max() - cols.min() + 1) / 40 * (rows.max() - rows.min() + 1) / 30
+        assert 0.16 - 0.1 <= area <= 1.0 + 1e-6, area
+        windows.add((round(float(cols.min())), round(float(rows.min())),
+                     round(float(cols.max())), round(float(rows.max()))))
+    assert len(windows) >= 6, windows
 
 
 def test_preprocess_options():
