@@ -7,47 +7,48 @@ precision the squared norms of un-normalised embeddings overflow float16 fast
 
 import tensorflow as tf
 
-METRICS = ("euclidean", "squared_euclidean", "cosine")
+DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 
-# TensorFlow Addons' names for the same metrics, accepted for parity.
-_ALIASES = {
-    "l2": "euclidean",
-    "euclidean": "euclidean",
-    "squared-l2": "squared_euclidean",
-    "squared_l2": "squared_euclidean",
-    "squared_euclidean": "squared_euclidean",
-    "angular": "cosine",
-    "cosine": "cosine",
-}
+# TensorFlow Addons' spelling of the same distances. Accepted only by the
+# losses that are drop-ins for TFA's, through `distance_from_tfa_name`.
+_TFA_NAMES = {"l2": "euclidean", "squared-l2": "squared_euclidean", "angular": "cosine"}
 
 
-def canonical_metric(metric):
-    """Returns the canonical name of a distance metric.
-
-    Accepts our names ("euclidean", "squared_euclidean", "cosine") and
-    TensorFlow Addons' ("L2", "squared-L2", "angular"), case-insensitively.
-    """
-    if not isinstance(metric, str) or metric.lower() not in _ALIASES:
-        raise ValueError(
-            f"Expected distance metric to be one of {METRICS} (or TensorFlow "
-            f"Addons' 'L2', 'squared-L2', 'angular'). Received: metric={metric!r}"
-        )
-    return _ALIASES[metric.lower()]
-
-
-def check_embeddings(embeddings, labels=None):
-    """Casts embeddings to float32 and labels to a flat int vector, checking shapes.
-
-    Args:
-        embeddings: tensor of shape `(batch, dim)`.
-        labels: optional tensor of shape `(batch,)` or `(batch, 1)`, int or float.
-
-    Returns:
-        `(embeddings, labels)`: float32 `(batch, dim)` and int32/int64 `(batch,)`
-        (labels is None when not given).
+def canonical_distance(distance):
+    """Checks a distance name: one of `DISTANCES`, returned unchanged.
 
     Raises:
-        ValueError: when shapes are known statically and do not fit.
+        ValueError: for any other value, listing the choices.
+    """
+    if distance not in DISTANCES:
+        raise ValueError(
+            f"Expected distance to be one of {DISTANCES}. Received: distance={distance!r}"
+        )
+    return distance
+
+
+def distance_from_tfa_name(distance):
+    """Our name for a distance given in TensorFlow Addons' or our vocabulary.
+
+    TFA's "L2", "squared-L2" and "angular" (case-insensitive) map to
+    "euclidean", "squared_euclidean" and "cosine"; our names pass unchanged.
+    Used at the boundary of the losses that are drop-ins for TFA's.
+    """
+    if isinstance(distance, str) and distance.lower() in _TFA_NAMES:
+        return _TFA_NAMES[distance.lower()]
+    if distance in DISTANCES:
+        return distance
+    raise ValueError(
+        f"Expected distance to be one of {DISTANCES} or TensorFlow Addons' "
+        f"{('L2', 'squared-L2', 'angular')}. Received: distance={distance!r}"
+    )
+
+
+def check_embeddings(embeddings):
+    """Embeddings as a float32 `(batch, dim)` tensor, rank checked.
+
+    Raises:
+        ValueError: when the rank is known and is not 2.
     """
     embeddings = tf.convert_to_tensor(embeddings)
     if embeddings.shape.rank is not None and embeddings.shape.rank != 2:
@@ -56,32 +57,56 @@ def check_embeddings(embeddings, labels=None):
             f"embeddings.shape={tuple(embeddings.shape)}"
         )
     # Squared norms overflow float16; compute every distance in float32.
-    embeddings = tf.cast(embeddings, tf.float32)
-    if labels is None:
-        return embeddings, None
+    return tf.cast(embeddings, tf.float32)
+
+
+def check_labels(labels, batch_size=None):
+    """Class labels as a flat int64 `(batch,)` tensor, compared exactly later.
+
+    Integer labels keep their value whatever its size (int64 ids up to 2**62
+    stay distinct). Float labels (what Keras' own losses cast to) are rounded
+    to the nearest integer: exact only up to 2**24 in float32, so pass ints.
+
+    Args:
+        labels: `(batch,)` or `(batch, 1)` tensor of integer (or integral
+            float) class ids.
+        batch_size: optional int or scalar tensor, the number of embeddings.
+
+    Raises:
+        ValueError: for string labels, a wrong shape, or (when known
+            statically) a length other than `batch_size`.
+    """
     labels = tf.convert_to_tensor(labels)
+    if labels.dtype == tf.string:
+        raise ValueError(
+            "Expected integer class labels. Received: labels.dtype=string. Map "
+            "strings to ids first, e.g. with keras.layers.StringLookup."
+        )
     if labels.shape.rank is not None and labels.shape.rank > 1:
-        if labels.shape.rank > 2 or (
-            labels.shape[-1] is not None and labels.shape[-1] != 1
-        ):
+        if labels.shape.rank > 2 or (labels.shape[-1] is not None and labels.shape[-1] != 1):
             raise ValueError(
                 "Expected labels of shape (batch,) or (batch, 1). Received: "
                 f"labels.shape={tuple(labels.shape)}"
             )
     labels = tf.reshape(labels, [-1])
     if labels.dtype.is_floating:
-        # Keras casts y_true to the loss dtype; class ids are integral.
-        labels = tf.cast(tf.round(labels), tf.int64)
-    n_labels, n_embeddings = labels.shape[0], embeddings.shape[0]
-    if n_labels is not None and n_embeddings is not None and n_labels != n_embeddings:
+        labels = tf.round(labels)
+    labels = tf.cast(labels, tf.int64)
+    _check_length("labels", labels, batch_size)
+    return labels
+
+
+def _check_length(name, values, batch_size):
+    """Static check of `values.shape[0] == batch_size` (when both are known)."""
+    static = tf.get_static_value(batch_size) if batch_size is not None else None
+    if static is not None and values.shape[0] is not None and values.shape[0] != int(static):
         raise ValueError(
-            "Expected as many labels as embeddings. Received: "
-            f"labels.shape[0]={n_labels}, embeddings.shape[0]={n_embeddings}"
+            f"Expected as many {name} as embeddings. Received: "
+            f"{name}.shape[0]={values.shape[0]}, embeddings.shape[0]={int(static)}"
         )
-    return embeddings, labels
 
 
-def pairwise_distance(embeddings, metric="euclidean"):
+def pairwise_distance(embeddings, distance="euclidean"):
     """Pairwise distance matrix of a batch of embeddings, in float32.
 
     Follows TensorFlow Addons' `pairwise_distance` exactly: squared distances
@@ -91,8 +116,8 @@ def pairwise_distance(embeddings, metric="euclidean"):
 
     Args:
         embeddings: `(batch, dim)` tensor, any float dtype.
-        metric: "euclidean" (default), "squared_euclidean" or "cosine"
-            (`1 - cos`, clipped at 0). TFA's names are accepted too.
+        distance: "euclidean" (default), "squared_euclidean" or "cosine"
+            (`1 - cos`, clipped at 0).
 
     Returns:
         float32 `(batch, batch)` tensor.
@@ -103,11 +128,11 @@ def pairwise_distance(embeddings, metric="euclidean"):
     >>> float(d[0, 1])
     5.0
     """
-    metric = canonical_metric(metric)
-    embeddings, _ = check_embeddings(embeddings)
+    distance = canonical_distance(distance)
+    embeddings = check_embeddings(embeddings)
     batch = tf.shape(embeddings)[0]
     off_diagonal = 1.0 - tf.eye(batch, dtype=tf.float32)
-    if metric == "cosine":
+    if distance == "cosine":
         unit = tf.math.l2_normalize(embeddings, axis=1)
         distances = tf.maximum(1.0 - tf.matmul(unit, unit, transpose_b=True), 0.0)
         return distances * off_diagonal
@@ -118,7 +143,7 @@ def pairwise_distance(embeddings, metric="euclidean"):
         - 2.0 * tf.matmul(embeddings, embeddings, transpose_b=True)
     )
     squared = tf.maximum(squared, 0.0)
-    if metric == "squared_euclidean":
+    if distance == "squared_euclidean":
         return squared * off_diagonal
     is_zero = tf.cast(squared <= 0.0, tf.float32)
     # sqrt(0) has an infinite slope: add a tiny value there, then mask it out.

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-DEFAULT_LEVELS = (-3.0, 0.0, 3.0)
+from keras_mdr.losses.mdr import DEFAULT_LEVELS
 
 
 def _figure(width, height, dpi=100):

@@ -40,9 +40,11 @@ def masks(labels):
     return positives, ~same
 
 
-def semihard(labels, d, margin):
-    """TFA's rule per (a, p): closest negative strictly farther, else farthest."""
+def semihard(labels, d, margin, weights=None):
+    """TFA's rule per (a, p): closest negative strictly farther, else farthest.
+    `weights`: one per anchor; the sum of weighted hinges over the pair count."""
     positives, negatives = masks(labels)
+    weights = np.ones(len(d)) if weights is None else np.asarray(weights, np.float64)
     total, count = 0.0, 0
     for a, p in zip(*np.nonzero(positives)):
         negs = d[a][negatives[a]]
@@ -52,7 +54,7 @@ def semihard(labels, d, margin):
             dn = negs[negs > d[a, p]].min()
         else:
             dn = negs.max()
-        total += max(margin + d[a, p] - dn, 0.0)
+        total += weights[a] * max(margin + d[a, p] - dn, 0.0)
         count += 1
     return total / count if count else 0.0
 
@@ -71,14 +73,15 @@ def semihard_vectorized(labels, d, margin):
     return float((losses * positives).sum() / n) if n else 0.0
 
 
-def hard(labels, d, margin, soft=False):
+def hard(labels, d, margin, soft=False, weights=None):
     positives, negatives = masks(labels)
+    weights = np.ones(len(d)) if weights is None else np.asarray(weights, np.float64)
     hp = np.where(positives.any(1), np.where(positives, d, -np.inf).max(1), d.min(1))
     hn = np.where(negatives.any(1), np.where(negatives, d, np.inf).min(1), d.max(1))
     gap = hp - hn
     if soft:
-        return float(np.mean(np.logaddexp(0.0, gap)))
-    return float(np.mean(np.maximum(gap + margin, 0.0)))
+        return float(np.mean(weights * np.logaddexp(0.0, gap)))
+    return float(np.mean(weights * np.maximum(gap + margin, 0.0)))
 
 
 def distance_weighted_probabilities(labels, embeddings, cutoff=0.5, nonzero_loss_cutoff=1.4):

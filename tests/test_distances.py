@@ -31,7 +31,7 @@ def test_hand_derived_value():
 def test_float32_whatever_the_input_dtype(dtype):
     # Norms of 300 overflow float16 squares (300^2 = 9e4 > 65504).
     e = tf.cast(tf.constant([[300.0, 0.0], [0.0, 300.0], [1.0, 1.0]]), dtype)
-    for metric in distances.METRICS:
+    for metric in distances.DISTANCES:
         d = distances.pairwise_distance(e, metric)
         assert d.dtype == tf.float32
         assert np.all(np.isfinite(d.numpy()))
@@ -48,21 +48,38 @@ def test_finite_gradient_when_embeddings_coincide(metric):
     assert np.all(np.isfinite(grad))
 
 
-def test_tfa_metric_names_and_bad_name():
-    assert distances.canonical_metric("L2") == "euclidean"
-    assert distances.canonical_metric("squared-L2") == "squared_euclidean"
-    assert distances.canonical_metric("angular") == "cosine"
-    with pytest.raises(ValueError, match="Received: metric='manhattan'"):
-        distances.canonical_metric("manhattan")
+def test_one_vocabulary_and_tfa_names_only_through_their_door():
+    assert distances.DISTANCES == ("euclidean", "squared_euclidean", "cosine")
+    for name in distances.DISTANCES:
+        assert distances.canonical_distance(name) == name
+        assert distances.distance_from_tfa_name(name) == name
+    assert distances.distance_from_tfa_name("L2") == "euclidean"
+    assert distances.distance_from_tfa_name("squared-L2") == "squared_euclidean"
+    assert distances.distance_from_tfa_name("angular") == "cosine"
+    for bad in ("L2", "manhattan", None):
+        with pytest.raises(ValueError, match=f"Received: distance={bad!r}"):
+            distances.canonical_distance(bad)
+    with pytest.raises(ValueError, match="Received: distance='manhattan'"):
+        distances.distance_from_tfa_name("manhattan")
+    with pytest.raises(ValueError, match="Received: distance='L2'"):
+        distances.pairwise_distance([[0.0, 1.0]], "L2")
 
 
 def test_shape_checks():
     with pytest.raises(ValueError, match="rank 2"):
         distances.check_embeddings(np.zeros((2, 3, 4), "float32"))
+    assert distances.check_embeddings(np.zeros((4, 3), "float16")).dtype == tf.float32
     with pytest.raises(ValueError, match="as many labels"):
-        distances.check_embeddings(np.zeros((4, 3), "float32"), [0, 1, 2])
+        distances.check_labels([0, 1, 2], batch_size=4)
     with pytest.raises(ValueError, match=r"\(batch,\) or \(batch, 1\)"):
-        distances.check_embeddings(np.zeros((4, 3), "float32"), np.zeros((4, 2)))
+        distances.check_labels(np.zeros((4, 2)), batch_size=4)
     for labels in ([0, 0, 1, 1], [[0], [0], [1], [1]], [0.0, 0.0, 1.0, 1.0]):
-        _, got = distances.check_embeddings(np.zeros((4, 3), "float32"), labels)
-        assert got.dtype.is_integer and got.shape == (4,)
+        got = distances.check_labels(labels, batch_size=4)
+        assert got.dtype == tf.int64 and got.shape == (4,)
+
+
+def test_labels_stay_exact_and_strings_are_refused():
+    big = [2**62, 2**62, 2**62 + 1, 2**62 + 1]
+    np.testing.assert_array_equal(distances.check_labels(np.array(big, np.int64)).numpy(), big)
+    with pytest.raises(ValueError, match="Expected integer class labels.*StringLookup"):
+        distances.check_labels(np.array(["cat", "dog"]))

@@ -5,8 +5,7 @@ import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import mdr as mdr_lib
-
-DEFAULT_LEVELS = (-3.0, 0.0, 3.0)
+from keras_mdr.losses.mdr import DEFAULT_LEVELS
 
 
 def _check_levels(levels):
@@ -150,7 +149,7 @@ class MDRRegularizer(keras.layers.Layer):
         return mdr_lib.mdr_penalty(distances, self.levels, mean, std, scale)
 
     def call(self, inputs, training=False):
-        embeddings, _ = distances_lib.check_embeddings(inputs)
+        embeddings = distances_lib.check_embeddings(inputs)
         distances = distances_lib.pairwise_distance(embeddings)
         scale = mdr_lib.safe_scale(mdr_lib.mean_distance(distances))
         penalty = self.penalty(distances, scale, training=bool(training))

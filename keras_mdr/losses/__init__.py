@@ -3,6 +3,7 @@
 from keras_mdr.losses.distance_weighted_triplet_loss import DistanceWeightedTripletLoss
 from keras_mdr.losses.mdr import distance_statistics, level_penalty, mdr_penalty, mean_distance
 from keras_mdr.losses.mdr_triplet_loss import MDRTripletLoss
+from keras_mdr.losses.metric_loss import MetricLoss, weighted_mean
 from keras_mdr.losses.triplet import (
     distance_weighted_triplet_loss,
     hard_triplet_loss,
@@ -14,6 +15,7 @@ from keras_mdr.losses.triplet_semihard_loss import TripletSemiHardLoss
 __all__ = [
     "DistanceWeightedTripletLoss",
     "MDRTripletLoss",
+    "MetricLoss",
     "TripletHardLoss",
     "TripletSemiHardLoss",
     "distance_statistics",
@@ -23,4 +25,5 @@ __all__ = [
     "mdr_penalty",
     "mean_distance",
     "semihard_triplet_loss",
+    "weighted_mean",
 ]

@@ -212,7 +212,8 @@ def distance_weighted_probabilities(
         raise ValueError(
             f"Expected sampling to be one of {SAMPLINGS}. Received: sampling={sampling!r}"
         )
-    embeddings, labels = distances_lib.check_embeddings(embeddings, labels)
+    embeddings = distances_lib.check_embeddings(embeddings)
+    labels = distances_lib.check_labels(labels, embeddings.shape[0])
     embeddings = tf.stop_gradient(embeddings)
     _, negatives = distances_lib.label_masks(labels)
     weights = _weights(embeddings, negatives, sampling, float(cutoff), float(nonzero_loss_cutoff))
@@ -274,7 +275,7 @@ def release_triplet_distances(distances, embeddings, scale=1.0, epsilon=1e-6):
     Returns:
         float32 `(batch, batch)` tensor `scale * |e_a / scale - e_j / scale + epsilon|`.
     """
-    embeddings, _ = distances_lib.check_embeddings(embeddings)
+    embeddings = distances_lib.check_embeddings(embeddings)
     scale = tf.cast(scale, tf.float32)
     sums = tf.reduce_sum(embeddings, axis=1)
     dim = tf.cast(tf.shape(embeddings)[1], tf.float32)

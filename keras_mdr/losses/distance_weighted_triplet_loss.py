@@ -4,10 +4,11 @@ import keras
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import triplet
+from keras_mdr.losses.metric_loss import MetricLoss
 
 
 @keras.saving.register_keras_serializable(package="keras_mdr")
-class DistanceWeightedTripletLoss(keras.losses.Loss):
+class DistanceWeightedTripletLoss(MetricLoss):
     """Triplet margin loss with distance-weighted negative sampling.
 
     Every (anchor, positive) pair of the batch gets one negative, drawn with
@@ -53,8 +54,7 @@ class DistanceWeightedTripletLoss(keras.losses.Loss):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, y_true, y_pred):
-        embeddings, labels = distances_lib.check_embeddings(y_pred, y_true)
+    def compute(self, labels, embeddings, sample_weight=None, state=None):
         distances = distances_lib.pairwise_distance(embeddings)
         return triplet.distance_weighted_triplet_loss(
             labels,
@@ -64,6 +64,7 @@ class DistanceWeightedTripletLoss(keras.losses.Loss):
             margin=self.margin,
             cutoff=self.cutoff,
             nonzero_loss_cutoff=self.nonzero_loss_cutoff,
+            sample_weight=sample_weight,
         )
 
     def get_config(self):

@@ -10,6 +10,9 @@ import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
 
+# The paper's initial levels, in units of the normalised distance's std.
+DEFAULT_LEVELS = (-3.0, 0.0, 3.0)
+
 
 def mean_distance(distances):
     """Mean pairwise distance `s` over `i != j` of a matrix with a zero diagonal."""

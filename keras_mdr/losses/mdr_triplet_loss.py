@@ -65,7 +65,7 @@ class MDRTripletLoss(keras.losses.Loss):
         margin=0.2,
         mdr_weight=0.2,
         level_weight=0.01,
-        levels=(-3.0, 0.0, 3.0),
+        levels=mdr_lib.DEFAULT_LEVELS,
         momentum=0.9,
         seed=None,
         name="mdr_triplet_loss",
@@ -113,7 +113,8 @@ class MDRTripletLoss(keras.losses.Loss):
             dict of float32 scalars: "loss" (the total), "base_loss",
             "mdr_loss" (`L_MDR`, unweighted) and "level_loss" (`sum v^2`).
         """
-        embeddings, labels = distances_lib.check_embeddings(embeddings, labels)
+        embeddings = distances_lib.check_embeddings(embeddings)
+        labels = distances_lib.check_labels(labels, embeddings.shape[0])
         distances = distances_lib.pairwise_distance(embeddings)
         raw_scale = mdr_lib.mean_distance(distances)
         scale = mdr_lib.safe_scale(raw_scale)

@@ -2,7 +2,7 @@
 
 Each function takes the `(batch, batch)` float32 distance matrix, so a caller
 that already has one (the MDR objective) shares it instead of recomputing it.
-`*_from_embeddings` wrappers compute the matrix first.
+Sample weights are per anchor (`keras_mdr.losses.weighted_mean`).
 
 Degenerate batches never give NaN:
 - semi-hard: a batch with no positive pair (all classes of one sample, or a
@@ -17,6 +17,7 @@ Degenerate batches never give NaN:
 import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
+from keras_mdr.losses import metric_loss
 
 
 def _row_masked_max(distances, mask, fallback):
@@ -61,7 +62,7 @@ def _hash_uniform(shape, seed):
     return tf.reshape(uniform, shape)
 
 
-def semihard_triplet_loss(labels, distances, margin=1.0):
+def semihard_triplet_loss(labels, distances, margin=1.0, sample_weight=None):
     """Semi-hard triplet loss (FaceNet; TensorFlow Addons' rule and value).
 
     For every ordered positive pair (a, p), a != p, the negative is the closest
@@ -77,6 +78,8 @@ def semihard_triplet_loss(labels, distances, margin=1.0):
         labels: int `(batch,)` tensor.
         distances: float32 `(batch, batch)` distance matrix.
         margin: float.
+        sample_weight: optional float32 `(batch,)` weights of the anchors
+            (see `keras_mdr.losses.weighted_mean`).
 
     Returns:
         float32 scalar; 0 for a batch with no positive pair.
@@ -106,13 +109,10 @@ def semihard_triplet_loss(labels, distances, margin=1.0):
     )
     negative_distance = tf.gather(distances, negative_index, batch_dims=1)
     losses = tf.maximum(margin + distances - negative_distance, 0.0)
-    positives = tf.cast(positives, tf.float32)
-    return tf.math.divide_no_nan(
-        tf.reduce_sum(losses * positives), tf.reduce_sum(positives)
-    )
+    return metric_loss.weighted_mean(losses, positives, sample_weight)
 
 
-def hard_triplet_loss(labels, distances, margin=1.0, soft=False):
+def hard_triplet_loss(labels, distances, margin=1.0, soft=False, sample_weight=None):
     """Batch-hard triplet loss (TensorFlow Addons' rule and value).
 
     For every anchor: hardest positive `max D[a,p]` (row minimum, i.e. 0, if none)
@@ -126,6 +126,7 @@ def hard_triplet_loss(labels, distances, margin=1.0, soft=False):
         distances: float32 `(batch, batch)` distance matrix.
         margin: float, unused when `soft=True`.
         soft: bool.
+        sample_weight: optional float32 `(batch,)` weights of the anchors.
 
     Returns:
         float32 scalar.
@@ -142,7 +143,7 @@ def hard_triplet_loss(labels, distances, margin=1.0, soft=False):
         losses = tf.nn.softplus(gap)
     else:
         losses = tf.maximum(gap + margin, 0.0)
-    return tf.reduce_mean(losses)
+    return metric_loss.weighted_mean(losses, sample_weight=sample_weight)
 
 
 def distance_weighted_triplet_loss(
@@ -153,6 +154,7 @@ def distance_weighted_triplet_loss(
     margin=0.2,
     cutoff=0.5,
     nonzero_loss_cutoff=1.4,
+    sample_weight=None,
 ):
     """Triplet margin loss with distance-weighted negative sampling.
 
@@ -211,8 +213,5 @@ def distance_weighted_triplet_loss(
     sampled = tf.minimum(sampled, batch - 1)  # sampled[a, p]: negative of pair (a, p)
     negative_distance = tf.gather(distances, sampled, batch_dims=1)
     triplets = tf.logical_and(positives, tf.reduce_any(negatives, axis=1, keepdims=True))
-    triplets = tf.cast(triplets, tf.float32)
     losses = tf.maximum(distances - negative_distance + margin, 0.0)
-    return tf.math.divide_no_nan(
-        tf.reduce_sum(losses * triplets), tf.reduce_sum(triplets)
-    )
+    return metric_loss.weighted_mean(losses, triplets, sample_weight)

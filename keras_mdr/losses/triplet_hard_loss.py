@@ -4,27 +4,32 @@ import keras
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import triplet
+from keras_mdr.losses.metric_loss import MetricLoss
 
 
 @keras.saving.register_keras_serializable(package="keras_mdr")
-class TripletHardLoss(keras.losses.Loss):
+class TripletHardLoss(MetricLoss):
     """Batch-hard online triplet loss, a drop-in for TFA's.
 
     Same arguments, defaults and values as `tfa.losses.TripletHardLoss`
     (TensorFlow Addons 0.23). With `soft=True`, TFA's `log1p(exp(gap))`
     overflows to inf for gaps above ~88; this loss uses the stable softplus,
-    which is finite there.
+    which is finite there. Labels stay integers, a sample weight weighs its
+    anchor's term, and under `tf.distribute` mining runs on the global batch
+    (`keras_mdr.losses.MetricLoss`).
 
     Args:
         margin: float, the margin term of the loss. Defaults to 1.0.
         soft: bool, use the soft-margin form `softplus(hp - hn)`.
-        distance_metric: "L2" (default), "squared-L2" or "angular" (or our
-            "euclidean", "squared_euclidean", "cosine").
+        distance: "euclidean" (default), "squared_euclidean" or "cosine";
+            TFA's "L2", "squared-L2", "angular" (and its keyword
+            `distance_metric`) are accepted.
         name: optional name of the loss.
 
     Call arguments:
-        y_true: int or float labels of shape `(batch,)` or `(batch, 1)`.
+        y_true: int labels of shape `(batch,)` or `(batch, 1)`.
         y_pred: embeddings of shape `(batch, dim)`.
+        sample_weight: optional `(batch,)` weights, one per anchor.
 
     Example:
 
@@ -37,22 +42,21 @@ class TripletHardLoss(keras.losses.Loss):
     """
 
     def __init__(
-        self, margin=1.0, soft=False, distance_metric="L2", name="triplet_hard_loss", **kwargs
+        self, margin=1.0, soft=False, distance="euclidean", name="triplet_hard_loss", **kwargs
     ):
+        distance = kwargs.pop("distance_metric", distance)
         super().__init__(name=name, **kwargs)
-        distances_lib.canonical_metric(distance_metric)
         self.margin = float(margin)
         self.soft = bool(soft)
-        self.distance_metric = distance_metric
+        self.distance = distances_lib.distance_from_tfa_name(distance)
 
-    def call(self, y_true, y_pred):
-        embeddings, labels = distances_lib.check_embeddings(y_pred, y_true)
-        distances = distances_lib.pairwise_distance(embeddings, self.distance_metric)
-        return triplet.hard_triplet_loss(labels, distances, self.margin, self.soft)
+    def compute(self, labels, embeddings, sample_weight=None, state=None):
+        distances = distances_lib.pairwise_distance(embeddings, self.distance)
+        return triplet.hard_triplet_loss(
+            labels, distances, self.margin, self.soft, sample_weight
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"margin": self.margin, "soft": self.soft, "distance_metric": self.distance_metric}
-        )
+        config.update({"margin": self.margin, "soft": self.soft, "distance": self.distance})
         return config

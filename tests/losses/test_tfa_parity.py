@@ -256,9 +256,9 @@ def _compute_ours(cases, keep_going):
 def _our_losses(case):
     margin, metric = case["margin"], case["metric"]
     return {
-        "semihard": keras_mdr.TripletSemiHardLoss(margin=margin, distance_metric=metric),
-        "hard": keras_mdr.TripletHardLoss(margin=margin, soft=False, distance_metric=metric),
-        "hard_soft": keras_mdr.TripletHardLoss(margin=margin, soft=True, distance_metric=metric),
+        "semihard": keras_mdr.TripletSemiHardLoss(margin=margin, distance=metric),
+        "hard": keras_mdr.TripletHardLoss(margin=margin, soft=False, distance=metric),
+        "hard_soft": keras_mdr.TripletHardLoss(margin=margin, soft=True, distance=metric),
     }
 
 

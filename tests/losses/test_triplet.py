@@ -167,8 +167,8 @@ def test_half_precision_embeddings(dtype):
 
 
 def test_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match="distance metric"):
-        keras_mdr.TripletSemiHardLoss(distance_metric="manhattan")
+    with pytest.raises(ValueError, match="Expected distance"):
+        keras_mdr.TripletSemiHardLoss(distance="manhattan")
     with pytest.raises(ValueError, match="base_loss"):
         keras_mdr.MDRTripletLoss(base_loss="contrastive")
     with pytest.raises(ValueError, match="as many labels"):
