@@ -125,20 +125,46 @@ def balanced_dataset(
     >>> images.shape, labels.shape
     (TensorShape([12, 8, 8, 1]), TensorShape([12]))
     """
+    classes_per_batch, images_per_class, start_batch = _check_arguments(
+        classes_per_batch, images_per_class, seed, num_replicas, small_classes, start_batch)
+    table = _class_table(split, classes_per_batch, images_per_class, small_classes)
+    if transform is None:
+        transform = transforms.default_transform(split, training=True)
+    load = image_reader_lib.transformed_reader(split, transform, strict=strict)
+    sample = _batch_sampler(table, classes_per_batch, images_per_class, seed)
+
+    def load_group(indices, label, image_seeds, position):
+        images = tf.stack([load(indices[k], image_seeds[k]) for k in range(images_per_class)])
+        return images, tf.fill([images_per_class], label), position
+
+    dataset = tf.data.Dataset.counter(start=start_batch).map(sample).unbatch()
+    dataset = dataset.map(load_group, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if strict:
+        dataset = dataset.map(lambda images, labels, position: (images, labels))
+    else:
+        dataset = image_reader_lib.count_skipped(
+            dataset.ignore_errors(),
+            what="class groups holding an image that failed to decode",
+            start=start_batch * classes_per_batch,
+        )
+    dataset = dataset.batch(classes_per_batch, drop_remainder=True)
+    dataset = dataset.map(_flatten_groups).prefetch(tf.data.AUTOTUNE)
+    # The stream is already endless; `repeat` only makes its cardinality say
+    # so (infinite instead of unknown), which `fit` checks.
+    return dataset.repeat()
+
+
+def _check_arguments(classes_per_batch, images_per_class, seed, num_replicas, small_classes,
+                     start_batch):
     classes_per_batch = validation.positive_int(classes_per_batch, "classes_per_batch")
     images_per_class = validation.positive_int(images_per_class, "images_per_class")
     num_replicas = validation.positive_int(num_replicas, "num_replicas")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not validation.is_int(seed):
         raise ValueError(f"Expected `seed` to be an int. Received: seed={seed!r}")
-    if (
-        isinstance(start_batch, bool)
-        or not isinstance(start_batch, (int, np.integer))
-        or start_batch < 0
-    ):
+    if not validation.is_int(start_batch) or start_batch < 0:
         raise ValueError(
             f"Expected `start_batch` to be an int >= 0. Received: start_batch={start_batch!r}"
         )
-    start_batch = int(start_batch)
     if classes_per_batch % num_replicas:
         raise ValueError(
             "Expected `classes_per_batch` to be a multiple of `num_replicas`, so "
@@ -150,6 +176,12 @@ def balanced_dataset(
             'Expected `small_classes` to be "repeat" or "drop". '
             f"Received: small_classes={small_classes!r}"
         )
+    return classes_per_batch, images_per_class, int(start_batch)
+
+
+def _class_table(split, classes_per_batch, images_per_class, small_classes):
+    """Per eligible class: label, start of its run in the class-sorted order,
+    size; and that order. Drops small classes (with a warning) if asked."""
     labels, counts = np.unique(split.labels, return_counts=True)
     order = np.argsort(split.labels, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -161,7 +193,7 @@ def balanced_dataset(
                 f"Dropped {np.sum(~eligible)} of {len(labels)} classes of split "
                 f"{split.name!r} with fewer than {images_per_class} images "
                 '(small_classes="drop").',
-                stacklevel=2,
+                stacklevel=3,
             )
     if np.sum(eligible) < classes_per_batch:
         raise ValueError(
@@ -169,63 +201,37 @@ def balanced_dataset(
             f"sample from. Received: split {split.name!r} with "
             f"{np.sum(eligible)} (small_classes={small_classes!r})"
         )
-    class_labels = tf.constant(labels[eligible].astype(np.int64))
-    class_starts = tf.constant(starts[eligible].astype(np.int32))
-    class_sizes = tf.constant(counts[eligible].astype(np.int32))
-    order = tf.constant(order.astype(np.int64))
-    if transform is None:
-        transform = transforms.default_transform(split, training=True)
-    load = image_reader_lib.transformed_reader(split, transform, strict=strict)
-    group_seeds = tf.random.experimental.stateless_split(
-        tf.constant([seed, 0], tf.int64), 2
+    return (
+        tf.constant(labels[eligible].astype(np.int64)),
+        tf.constant(starts[eligible].astype(np.int32)),
+        tf.constant(counts[eligible].astype(np.int32)),
+        tf.constant(order.astype(np.int64)),
     )
-    sampler_seed, transform_seed = group_seeds[0], group_seeds[1]
+
+
+def _batch_sampler(table, classes_per_batch, images_per_class, seed):
+    """`sample(batch_number)`: the batch's P groups of K indices, their labels,
+    per-image seeds and the groups' positions in the stream."""
+    seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 2)
+    sampler_seed, transform_seed = seeds[0], seeds[1]
     batch_size = classes_per_batch * images_per_class
 
     def sample(batch_number):
         indices, batch_labels = _sample_batch(
             tf.random.experimental.stateless_fold_in(sampler_seed, batch_number),
-            class_labels,
-            class_starts,
-            class_sizes,
-            order,
-            classes_per_batch,
-            images_per_class,
-        )
+            *table, classes_per_batch, images_per_class)
         image_seeds = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(transform_seed, batch_number),
-            batch_size,
-        )
+            tf.random.experimental.stateless_fold_in(transform_seed, batch_number), batch_size)
         image_seeds = tf.reshape(image_seeds, [classes_per_batch, images_per_class, 2])
-        positions = batch_number * classes_per_batch + tf.range(
-            classes_per_batch, dtype=tf.int64
-        )
+        positions = batch_number * classes_per_batch + tf.range(classes_per_batch, dtype=tf.int64)
         return indices, batch_labels, image_seeds, positions
 
-    def load_group(indices, label, image_seeds, position):
-        images = tf.stack([load(indices[k], image_seeds[k]) for k in range(images_per_class)])
-        return images, tf.fill([images_per_class], label), position
+    return sample
 
-    dataset = tf.data.Dataset.counter(start=start_batch).map(sample).unbatch()
-    dataset = dataset.map(
-        load_group, num_parallel_calls=num_parallel_calls, deterministic=True
-    )
-    if strict:
-        dataset = dataset.map(lambda images, labels, position: (images, labels))
-    else:
-        dataset = image_reader_lib.count_skipped(
-            dataset.ignore_errors(),
-            what="class groups holding an image that failed to decode",
-        )
-    dataset = dataset.batch(classes_per_batch, drop_remainder=True)
 
-    def flatten(images, labels):
-        shape = images.shape[2:]
-        images = tf.reshape(images, tf.concat([[batch_size], tf.shape(images)[2:]], 0))
-        images.set_shape([batch_size] + shape.as_list())
-        return images, tf.reshape(labels, [batch_size])
-
-    dataset = dataset.map(flatten).prefetch(tf.data.AUTOTUNE)
-    # The stream is already endless; `repeat` only makes its cardinality say
-    # so (infinite instead of unknown), which `fit` checks.
-    return dataset.repeat()
+def _flatten_groups(images, labels):
+    """(P, K, ...) groups to one (P * K, ...) batch, keeping static shapes."""
+    groups, per_group = images.shape[0], images.shape[1]
+    flat = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+    flat.set_shape([groups * per_group] + images.shape[2:].as_list())
+    return flat, tf.reshape(labels, [groups * per_group])

@@ -317,7 +317,7 @@ def transformed_reader(split, transform, strict=False):
     return lambda index, seed: transform(read(index), seed)
 
 
-def count_skipped(dataset, total=None, what="images that failed to decode"):
+def count_skipped(dataset, total=None, what="images that failed to decode", start=0):
     """Counts elements dropped upstream by `ignore_errors`, with a warning.
 
     Each element of `dataset` is a tuple whose last entry is its int64 position
@@ -331,6 +331,8 @@ def count_skipped(dataset, total=None, what="images that failed to decode"):
         total: for a finite stream, its length before dropping, so that elements
             dropped at its very end are counted too.
         what: what the dropped elements are, for the message.
+        start: the position of the stream's first element (a resumed stream
+            starts past 0).
 
     Returns:
         The dataset without the position entry.
@@ -367,7 +369,7 @@ def count_skipped(dataset, total=None, what="images that failed to decode"):
         skipped = tf.cond(gap > 0, warn, lambda: skipped)
         return (position + 1, skipped), element
 
-    dataset = dataset.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step)
+    dataset = dataset.scan((tf.constant(start, tf.int64), tf.constant(0, tf.int64)), step)
     if total is not None:
         dataset = dataset.filter(lambda *element: element[-1] < total)
     return dataset.map(lambda *element: element[:-1])

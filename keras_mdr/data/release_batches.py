@@ -97,7 +97,8 @@ def release_batches(
             (`release_train_transform()` is the release's).
         seed: an int; the same seed gives the same stream.
         strict: fail with the path on an unreadable image; otherwise it is
-            skipped (`ignore_errors`) and its batch filled from the next one.
+            skipped, with a warning that counts skipped images, and its batch
+            is filled from the next one.
         num_parallel_calls: parallel decoding calls, one image each.
         start_batch: the batch number the stream starts at (for resuming).
 
@@ -132,11 +133,18 @@ def release_batches(
             table, batch_size, images_per_class)
         image_seeds = tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(transform_seed, batch_number), batch_size)
-        return indices, labels, image_seeds
+        positions = batch_number * batch_size + tf.range(batch_size, dtype=tf.int64)
+        return indices, labels, image_seeds, positions
+
+    def load_one(index, label, image_seed, position):
+        return load(index, image_seed), label, position
 
     dataset = tf.data.Dataset.counter(start=start_batch).map(sample).unbatch()
-    dataset = dataset.map(lambda index, label, image_seed: (load(index, image_seed), label),
-                          num_parallel_calls=num_parallel_calls, deterministic=True)
-    if not strict:
-        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.map(load_one, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if strict:
+        dataset = dataset.map(lambda image, label, position: (image, label))
+    else:
+        dataset = image_reader_lib.count_skipped(
+            dataset.ignore_errors(), what="images that failed to decode",
+            start=start_batch * batch_size)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).repeat()

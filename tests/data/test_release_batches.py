@@ -99,3 +99,36 @@ def test_too_few_images_and_bad_arguments():
         keras_mdr.data.release_batches(split, 0, 2)
     with pytest.raises(ValueError, match="Received: images_per_class=-1"):
         keras_mdr.data.release_batches(split, 4, -1)
+
+
+def _encoded_split(bad):
+    """Eight classes of two PNGs each; the images at `bad` are not images."""
+    import io
+
+    from PIL import Image
+
+    encoded = []
+    for i in range(16):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(buffer, "PNG")
+        encoded.append(b"not an image" if i in bad else buffer.getvalue())
+    return keras_mdr.data.Split(labels=np.repeat(np.arange(8), 2), encoded=encoded)
+
+
+def test_unreadable_images_are_skipped_and_counted(capfd):
+    split = _encoded_split(bad={0, 1, 2, 3})
+    dataset = keras_mdr.data.release_batches(split, 4, 2, transform=_identity, seed=0)
+    for images, labels in dataset.take(6):
+        assert images.shape[0] == 4 and int(tf.reduce_min(labels)) >= 2  # classes 0, 1 gone
+    assert "skipped" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("pipeline", ["release", "balanced"])
+def test_a_resumed_stream_reports_no_phantom_skips(pipeline, capfd):
+    split = _encoded_split(bad=set())
+    if pipeline == "release":
+        dataset = keras_mdr.data.release_batches(split, 4, 2, transform=_identity, start_batch=5)
+    else:
+        dataset = keras_mdr.data.balanced_dataset(split, 2, 2, transform=_identity, start_batch=5)
+    list(dataset.take(3))
+    assert "skipped" not in capfd.readouterr().err
