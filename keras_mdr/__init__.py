@@ -9,11 +9,20 @@ from keras_mdr.losses import (
     TripletHardLoss,
     TripletSemiHardLoss,
 )
+from keras_mdr.losses import ArcFaceLoss, ContrastiveLoss, MarginLoss, MultiSimilarityLoss
+from keras_mdr.losses import NTXentLoss, ProxyAnchorLoss, SupConLoss
 from keras_mdr.models import MDRModel, MDRTrainStepMixin
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArcFaceLoss",
+    "ContrastiveLoss",
+    "MarginLoss",
+    "MultiSimilarityLoss",
+    "NTXentLoss",
+    "ProxyAnchorLoss",
+    "SupConLoss",
     "DistanceWeightedTripletLoss",
     "MDRModel",
     "MDRRegularizer",

@@ -2,10 +2,13 @@
 
 import math
 
+import keras
 import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import pair_terms
+from keras_mdr.losses.metric_loss import MetricLoss
+from keras_mdr.losses.loss_parameter import LossParameter
 
 
 def arcface_logits(labels, embeddings, centres, margin=0.5, scale=64.0):
@@ -61,3 +64,81 @@ def arcface_loss(labels, embeddings, centres, margin=0.5, scale=64.0, sample_wei
     per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(classes, logits)
     weights = pair_terms.anchor_weights(sample_weight, tf.shape(labels)[0])
     return tf.reduce_mean(weights * per_sample)
+
+
+@keras.saving.register_keras_serializable(package="keras_mdr")
+class ArcFaceLoss(MetricLoss):
+    """ArcFace (Deng et al.): softmax with an additive angular margin.
+
+    `keras_mdr.losses.arcface_loss.arcface_loss`. The class centres are a
+    `(num_classes, embedding_size)` variable in a
+    `keras_mdr.losses.LossParameter` that the model owns; they are
+    L2-normalised inside, the embeddings are not: end the encoder with
+    `keras.layers.UnitNormalization()` for the paper's cosine
+    (pytorch-metric-learning normalises both).
+
+    Differences: `margin` is in radians (the paper's 0.5);
+    pytorch-metric-learning takes degrees (its default 28.6 degrees is
+    0.4992 rad). PML keeps its centres as `(embedding_size, num_classes)`;
+    ours are the transpose. Where an embedding coincides with its centre,
+    PML's `acos` gives an infinite gradient; ours is finite.
+
+    Args:
+        num_classes: int, the number of classes (labels are indices below it).
+        embedding_size: int, the embedding dimension.
+        margin: float, the angular margin in radians. Default 0.5.
+        scale: float, the logit scale s. Default 64.
+        centre_initializer: Keras initializer of the centres. Default
+            "random_normal".
+        name: name of the loss.
+        **kwargs: `keras_mdr.losses.MetricLoss` arguments.
+
+    Call arguments:
+        y_true: int class indices `(batch,)` in `[0, num_classes)`.
+        y_pred: embeddings `(batch, embedding_size)`.
+        sample_weight: optional `(batch,)`, a weight per sample.
+        state: the `LossParameter` from `build_state()` (passed by the model).
+
+    Example:
+
+    >>> loss = keras_mdr.losses.ArcFaceLoss(num_classes=3, embedding_size=2)
+    >>> centres = loss.build_state()
+    >>> value = loss([0, 1], [[1.0, 0.0], [0.0, 1.0]], state=centres)
+
+    Reference:
+        Deng, Guo, Xue and Zafeiriou, "ArcFace: Additive Angular Margin Loss
+        for Deep Face Recognition", CVPR 2019.
+    """
+
+    def __init__(self, num_classes, embedding_size, margin=0.5, scale=64.0,
+                 centre_initializer="random_normal", name="arcface_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= float(margin) < math.pi:
+            raise ValueError(f"Expected margin in radians, in [0, pi). Received: margin={margin}")
+        self.num_classes = int(num_classes)
+        self.embedding_size = int(embedding_size)
+        if self.num_classes < 1 or self.embedding_size < 1:
+            raise ValueError(
+                "Expected num_classes >= 1 and embedding_size >= 1. Received: "
+                f"num_classes={num_classes}, embedding_size={embedding_size}"
+            )
+        self.margin = float(margin)
+        self.scale = float(scale)
+        self.centre_initializer = keras.initializers.get(centre_initializer)
+
+    def build_state(self):
+        return LossParameter((self.num_classes, self.embedding_size), self.centre_initializer,
+                             "centres", name=f"{self.name}_centres")
+
+    def compute(self, labels, embeddings, sample_weight=None, state=None):
+        return arcface_loss(labels, embeddings, state.parameter, self.margin, self.scale,
+                            sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_classes": self.num_classes, "embedding_size": self.embedding_size,
+            "margin": self.margin, "scale": self.scale,
+            "centre_initializer": keras.initializers.serialize(self.centre_initializer),
+        })
+        return config

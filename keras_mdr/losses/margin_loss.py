@@ -1,9 +1,12 @@
 """`MarginLoss`: Wu et al.'s margin loss with a learnable boundary beta."""
 
+import keras
 import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import pair_terms
+from keras_mdr.losses.metric_loss import MetricLoss
+from keras_mdr.losses.loss_parameter import LossParameter
 
 
 def margin_loss(labels, embeddings, beta, margin=0.2, nu=0.0, sample_weight=None):
@@ -65,3 +68,91 @@ def margin_loss(labels, embeddings, beta, margin=0.2, nu=0.0, sample_weight=None
         share = tf.math.divide_no_nan(tf.reduce_sum(weights * triplets), tf.reduce_sum(triplets))
         reg = nu * beta[0] * share
     return tf.where(tf.reduce_sum(triplets) > 0.0, loss + reg, 0.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_mdr")
+class MarginLoss(MetricLoss):
+    """Margin loss (Wu et al.) with a learnable boundary beta.
+
+    Every triplet costs `max(D_ap - beta + margin, 0) + max(beta - D_an +
+    margin, 0)` (Euclidean distances of the embeddings as given), divided by
+    the number of positive-cost halves, plus `nu * beta`
+    (`keras_mdr.losses.margin_loss.margin_loss`, O(B^2) memory).
+
+    With `learn_beta=True` (the paper's setting, the default) beta is a
+    variable held by a `keras_mdr.losses.LossParameter`, one per class when
+    `num_classes` is given, else one; the model owns it (compile this loss
+    on `keras_mdr.MDRModel` or a `keras_mdr.MDRTrainStepMixin` model).
+
+    Differences: the paper samples pairs by distance; this is
+    pytorch-metric-learning's all-triplets form. PML's `learn_beta` defaults
+    to False; ours to True (the paper learns beta; pass `learn_beta=False`
+    for a fixed one that a plain `keras.Model` can use). PML normalises the
+    embeddings by default; we do not (add `keras.layers.UnitNormalization()`).
+    The regulariser applies only to a learnt beta (as in PML) and is weighted
+    like the triplets it comes with.
+
+    Args:
+        margin: float, the margin alpha around the boundary. Default 0.2.
+        nu: float, weight of the regulariser `nu * beta`. Default 0.
+        beta: float, the initial (or fixed) boundary. Default 1.2.
+        learn_beta: bool, make beta a trained variable. Default True.
+        num_classes: optional int, one beta per class (labels must then be
+            class indices in `[0, num_classes)`).
+        name: name of the loss.
+        **kwargs: `keras_mdr.losses.MetricLoss` arguments.
+
+    Call arguments:
+        y_true: int class labels `(batch,)` or `(batch, 1)`.
+        y_pred: embeddings `(batch, dim)`.
+        sample_weight: optional `(batch,)`, a weight per anchor.
+        state: the `LossParameter` from `build_state()` (passed by the model).
+
+    Returns 0 for a batch without a triplet.
+
+    Example:
+
+    >>> loss = keras_mdr.losses.MarginLoss(margin=0.2, beta=1.2, num_classes=2)
+    >>> beta = loss.build_state()
+    >>> value = loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]],
+    ...              state=beta)
+
+    Reference:
+        Wu, Manmatha, Smola and Krahenbuhl, "Sampling Matters in Deep
+        Embedding Learning", ICCV 2017.
+    """
+
+    def __init__(self, margin=0.2, nu=0.0, beta=1.2, learn_beta=True, num_classes=None,
+                 name="margin_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if num_classes is not None and int(num_classes) < 1:
+            raise ValueError(f"Expected num_classes >= 1 or None. Received: num_classes={num_classes}")
+        self.margin = float(margin)
+        self.nu = float(nu)
+        self.beta = float(beta)
+        self.learn_beta = bool(learn_beta)
+        self.num_classes = None if num_classes is None else int(num_classes)
+
+    @property
+    def stateful(self):
+        return self.learn_beta
+
+    def build_state(self):
+        if not self.learn_beta:
+            return None
+        return LossParameter((self.num_classes or 1,), keras.initializers.Constant(self.beta),
+                             "beta", name=f"{self.name}_beta")
+
+    def compute(self, labels, embeddings, sample_weight=None, state=None):
+        if self.learn_beta:
+            beta = state.parameter
+        else:
+            beta = tf.fill([self.num_classes or 1], self.beta)
+        return margin_loss(labels, embeddings, beta, self.margin, self.nu if self.learn_beta else 0.0,
+                           sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin, "nu": self.nu, "beta": self.beta,
+                       "learn_beta": self.learn_beta, "num_classes": self.num_classes})
+        return config

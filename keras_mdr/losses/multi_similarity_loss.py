@@ -1,9 +1,11 @@
 """`MultiSimilarityLoss`: Wang et al.'s loss with its own pair miner."""
 
+import keras
 import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import pair_terms
+from keras_mdr.losses.metric_loss import MetricLoss
 
 
 def multi_similarity_pairs(labels, similarities, epsilon=0.1):
@@ -70,3 +72,63 @@ def multi_similarity_loss(
     weights = pair_terms.anchor_weights(sample_weight, tf.shape(labels)[0])
     per_anchor = pos_term / alpha + neg_term / beta
     return tf.reduce_mean(weights * per_anchor)
+
+
+@keras.saving.register_keras_serializable(package="keras_mdr")
+class MultiSimilarityLoss(MetricLoss):
+    """Multi-similarity loss (Wang et al.) with its pair miner.
+
+    `keras_mdr.losses.multi_similarity_loss.multi_similarity_loss` on
+    inner-product similarities `S = E E^T`: the paper's cosine similarity
+    when the embeddings have unit norm. We never normalise them: end the
+    encoder with `keras.layers.UnitNormalization()` (pytorch-metric-learning
+    normalises inside).
+
+    Differences with PML: the miner is part of the loss here (PML pairs
+    `MultiSimilarityLoss` with a separate `MultiSimilarityMiner`; without it
+    PML uses every pair, our `epsilon=None`); `base` defaults to the paper's
+    lambda = 1, PML's to 0.5; PML returns 0 when its miner keeps at most one
+    positive and one negative pair, we compute their loss.
+
+    Args:
+        alpha: float, scale of the positive term. Default 2.
+        beta: float, scale of the negative term. Default 50.
+        base: float, the similarity offset lambda. Default 1.
+        epsilon: float, the miner's margin, or None for no mining. Default 0.1.
+        name: name of the loss.
+        **kwargs: `keras_mdr.losses.MetricLoss` arguments.
+
+    Call arguments:
+        y_true: int class labels `(batch,)` or `(batch, 1)`.
+        y_pred: embeddings `(batch, dim)`, unit rows for the paper's loss.
+        sample_weight: optional `(batch,)`, a weight per anchor.
+
+    Returns 0 for a batch without a positive or without a negative pair.
+
+    Example:
+
+    >>> loss = keras_mdr.losses.MultiSimilarityLoss()
+    >>> value = loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
+
+    Reference:
+        Wang, Han, Huang, Dong and Scott, "Multi-Similarity Loss with General
+        Pair Weighting for Deep Metric Learning", CVPR 2019.
+    """
+
+    def __init__(self, alpha=2.0, beta=50.0, base=1.0, epsilon=0.1,
+                 name="multi_similarity_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.base = float(base)
+        self.epsilon = None if epsilon is None else float(epsilon)
+
+    def compute(self, labels, embeddings, sample_weight=None, state=None):
+        return multi_similarity_loss(labels, embeddings, self.alpha, self.beta, self.base,
+                                     self.epsilon, sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"alpha": self.alpha, "beta": self.beta, "base": self.base,
+                       "epsilon": self.epsilon})
+        return config

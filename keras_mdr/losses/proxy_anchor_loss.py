@@ -1,9 +1,12 @@
 """`ProxyAnchorLoss`: Kim et al.'s loss with one learnable proxy per class."""
 
+import keras
 import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import pair_terms
+from keras_mdr.losses.metric_loss import MetricLoss
+from keras_mdr.losses.loss_parameter import LossParameter
 
 
 def proxy_anchor_loss(labels, embeddings, proxies, margin=0.1, alpha=32.0, sample_weight=None):
@@ -50,3 +53,80 @@ def proxy_anchor_loss(labels, embeddings, proxies, margin=0.1, alpha=32.0, sampl
     return tf.math.divide_no_nan(tf.reduce_sum(pos_term), with_pos) + tf.reduce_sum(
         neg_term
     ) / tf.cast(num_classes, tf.float32)
+
+
+@keras.saving.register_keras_serializable(package="keras_mdr")
+class ProxyAnchorLoss(MetricLoss):
+    """Proxy-anchor loss (Kim et al.) with one learnable proxy per class.
+
+    `keras_mdr.losses.proxy_anchor_loss.proxy_anchor_loss`. The proxies are
+    a `(num_classes, embedding_size)` variable in a
+    `keras_mdr.losses.LossParameter` that the model owns (compile on
+    `keras_mdr.MDRModel` or a `keras_mdr.MDRTrainStepMixin` model); they
+    are L2-normalised inside, the embeddings are not: end the encoder with
+    `keras.layers.UnitNormalization()` for the paper's cosine
+    (pytorch-metric-learning normalises both). The paper trains the proxies
+    with a 100x learning rate.
+
+    Names follow PML: `margin` is the paper's delta (0.1), `alpha` its
+    scale (32). PML's default proxy initialiser (Kaiming normal, fan-out)
+    has the scale of our `"he_normal"` on a `(classes, dim)` tensor.
+
+    Args:
+        num_classes: int, the number of classes (labels are indices below it).
+        embedding_size: int, the embedding dimension.
+        margin: float, delta. Default 0.1.
+        alpha: float, the scale. Default 32.
+        proxy_initializer: Keras initializer of the proxies. Default "he_normal".
+        name: name of the loss.
+        **kwargs: `keras_mdr.losses.MetricLoss` arguments.
+
+    Call arguments:
+        y_true: int class indices `(batch,)` in `[0, num_classes)`.
+        y_pred: embeddings `(batch, embedding_size)`.
+        sample_weight: optional `(batch,)`: a sample's multiplicity inside the
+            proxies' sums (weight 0 removes it).
+        state: the `LossParameter` from `build_state()` (passed by the model).
+
+    Example:
+
+    >>> loss = keras_mdr.losses.ProxyAnchorLoss(num_classes=3, embedding_size=2)
+    >>> proxies = loss.build_state()
+    >>> value = loss([0, 1], [[1.0, 0.0], [0.0, 1.0]], state=proxies)
+
+    Reference:
+        Kim, Kim, Cho and Kwak, "Proxy Anchor Loss for Deep Metric
+        Learning", CVPR 2020.
+    """
+
+    def __init__(self, num_classes, embedding_size, margin=0.1, alpha=32.0,
+                 proxy_initializer="he_normal", name="proxy_anchor_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = _positive_int("num_classes", num_classes)
+        self.embedding_size = _positive_int("embedding_size", embedding_size)
+        self.margin = float(margin)
+        self.alpha = float(alpha)
+        self.proxy_initializer = keras.initializers.get(proxy_initializer)
+
+    def build_state(self):
+        return LossParameter((self.num_classes, self.embedding_size), self.proxy_initializer,
+                             "proxies", name=f"{self.name}_proxies")
+
+    def compute(self, labels, embeddings, sample_weight=None, state=None):
+        return proxy_anchor_loss(labels, embeddings, state.parameter, self.margin, self.alpha,
+                                 sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_classes": self.num_classes, "embedding_size": self.embedding_size,
+            "margin": self.margin, "alpha": self.alpha,
+            "proxy_initializer": keras.initializers.serialize(self.proxy_initializer),
+        })
+        return config
+
+
+def _positive_int(name, value):
+    if int(value) != value or int(value) < 1:
+        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+    return int(value)

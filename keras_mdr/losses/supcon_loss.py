@@ -1,9 +1,11 @@
 """`SupConLoss` and `NTXentLoss`: softmax losses over in-batch similarities."""
 
+import keras
 import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import pair_terms
+from keras_mdr.losses.metric_loss import MetricLoss
 
 
 def _scaled_similarities(labels, embeddings, temperature):
@@ -75,3 +77,92 @@ def ntxent_loss(labels, embeddings, temperature=0.1, sample_weight=None):
     total = tf.reduce_sum(weights[:, None] * costs)
     loss = tf.math.divide_no_nan(total, tf.reduce_sum(tf.cast(positives, tf.float32)))
     return tf.where(tf.reduce_any(positives) & tf.reduce_any(negatives), loss, 0.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_mdr")
+class SupConLoss(MetricLoss):
+    """Supervised contrastive loss (Khosla et al., `L_out`).
+
+    `keras_mdr.losses.supcon_loss.supcon_loss` on inner products divided by
+    the temperature: the paper's cosine when the embeddings have unit norm.
+    We never normalise them: end the encoder with
+    `keras.layers.UnitNormalization()` (pytorch-metric-learning normalises
+    inside). Same reduction and default temperature (0.1) as PML.
+
+    Args:
+        temperature: float, the softmax temperature. Default 0.1.
+        name: name of the loss.
+        **kwargs: `keras_mdr.losses.MetricLoss` arguments.
+
+    Call arguments:
+        y_true: int class labels `(batch,)` or `(batch, 1)`.
+        y_pred: embeddings `(batch, dim)`, unit rows for the paper's loss.
+        sample_weight: optional `(batch,)`, a weight per anchor.
+
+    Returns 0 for a batch without a positive or without a negative pair.
+
+    Example:
+
+    >>> loss = keras_mdr.losses.SupConLoss(temperature=0.1)
+    >>> value = loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
+
+    Reference:
+        Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
+    """
+
+    def __init__(self, temperature=0.1, name="supcon_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if float(temperature) <= 0:
+            raise ValueError(f"Expected temperature > 0. Received: temperature={temperature}")
+        self.temperature = float(temperature)
+
+    def compute(self, labels, embeddings, sample_weight=None, state=None):
+        return supcon_loss(labels, embeddings, self.temperature, sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"temperature": self.temperature})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_mdr")
+class NTXentLoss(SupConLoss):
+    """NT-Xent (SimCLR's loss), with labels: every same-label pair is a positive.
+
+    `keras_mdr.losses.supcon_loss.ntxent_loss`: each positive pair is a
+    softmax against the anchor's negatives, averaged over positive pairs.
+    For SimCLR, give the two views of each image one label. Embeddings are
+    used as given (unit rows for the paper's cosine; PML normalises inside).
+
+    Differences: the temperature defaults to 0.1 (SimCLR's best setting for
+    normalised embeddings), pytorch-metric-learning's to 0.07. PML computes
+    `-log(p + tiny)` and caps a pair's loss at 87.3; we compute it in the
+    log domain (uncapped, finite gradients).
+
+    Args:
+        temperature: float, the softmax temperature. Default 0.1.
+        name: name of the loss.
+        **kwargs: `keras_mdr.losses.MetricLoss` arguments.
+
+    Call arguments:
+        y_true: int labels `(batch,)` or `(batch, 1)` (pair ids for SimCLR).
+        y_pred: embeddings `(batch, dim)`.
+        sample_weight: optional `(batch,)`, a weight per anchor.
+
+    Returns 0 for a batch without a positive or without a negative pair.
+
+    Example:
+
+    >>> loss = keras_mdr.losses.NTXentLoss(temperature=0.1)
+    >>> value = loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
+
+    Reference:
+        Chen, Kornblith, Norouzi and Hinton, "A Simple Framework for
+        Contrastive Learning of Visual Representations", ICML 2020.
+    """
+
+    def __init__(self, temperature=0.1, name="ntxent_loss", **kwargs):
+        super().__init__(temperature=temperature, name=name, **kwargs)
+
+    def compute(self, labels, embeddings, sample_weight=None, state=None):
+        return ntxent_loss(labels, embeddings, self.temperature, sample_weight)
