@@ -24,8 +24,8 @@ Cases are a deterministic function of --seed (NumPy's RandomState([seed,
 case])): batch sizes 2 to 512, dimensions 2 to 512, classes of one sample,
 one class only, duplicated rows, unit rows scaled by 1e-3 to 1e3. NT-Xent's
 cases of 256 and 512 rows have two rows per label (SimCLR's batches): PML's
-NT-Xent holds a (positive pairs x negative pairs) mask, 80 s at B = 512
-with 8 rows per label.
+NT-Xent holds a (positive pairs x negative pairs) mask, which with 8 rows per
+label at B = 512 has about 9e8 entries.
 
 Output .npz, per case i: case{i}_labels (int64), case{i}_embeddings
 (float32), case{i}_state (float32; beta, proxies or centres; absent for
@@ -149,7 +149,7 @@ def main(argv):
             rng = np.random.RandomState([args.seed, k, j])
             if kind == "ntxent" and shape[1] >= 256:
                 # PML's NT-Xent builds a (positive pairs x negative pairs) mask:
-                # 80 s at B = 512 with 8 per class; SimCLR's two views per label.
+                # 9e8 entries at B = 512 with 8 per class; SimCLR's two views per label.
                 shape = shape[:3] + (shape[1] // 2,) + shape[4:]
             labels, embeddings = make_case(rng, *shape[1:])
             state = initial_state(kind, rng, int(labels.max()) + 3, embeddings.shape[1])

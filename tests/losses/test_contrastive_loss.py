@@ -45,3 +45,13 @@ def test_weights_degenerate_labels_precision_memory():
 def test_config_round_trip():
     labels, e = checks.random_batch(2)
     checks.check_config_round_trip(ContrastiveLoss(pos_margin=0.1, neg_margin=0.9), labels, e)
+
+
+def test_class_refuses_wrong_length_weights_and_keeps_int64_labels():
+    labels, e = checks.random_batch(3)
+    loss = ContrastiveLoss()
+    with pytest.raises(ValueError, match="sample_weight"):
+        loss(labels, e, sample_weight=np.ones(len(labels) + 1))
+    big = np.int64(2**62) + labels
+    assert float(loss(big, e)) == float(loss(labels, e))
+    np.testing.assert_allclose(float(loss(labels, e, sample_weight=np.zeros(len(labels)))), 0.0)
