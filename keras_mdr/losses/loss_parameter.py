@@ -20,7 +20,8 @@ class LossParameter(keras.layers.Layer):
         **kwargs: `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:
-        none; `layer()` (or `layer.parameter`) is the variable.
+        inputs: ignored; calling returns the variable. Losses read
+            `layer.parameter` directly.
 
     Example:
 
@@ -40,7 +41,7 @@ class LossParameter(keras.layers.Layer):
         )
         self.built = True
 
-    def call(self):
+    def call(self, inputs=None):
         return self.parameter
 
     def get_config(self):

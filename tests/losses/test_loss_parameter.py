@@ -1,0 +1,67 @@
+"""LossParameter: the state of ProxyAnchorLoss, ArcFaceLoss and MarginLoss is
+trained, saved and restored when a model owns it.
+
+The models' shared mechanism (MDRModel / MDRTrainStepMixin) is tested with
+the models; here a minimal model that owns the Layer and overrides
+`compute_loss` shows the Layer itself is fit for it: its variable is in
+`trainable_variables`, moves in `fit`, and a `.keras` file restores it.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_mdr
+from keras_mdr.losses import LossParameter
+
+
+@keras.saving.register_keras_serializable(package="keras_mdr_tests")
+class OwnsLossState(keras.Model):
+    def __init__(self, loss_config, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_config = loss_config
+        self.metric_loss = keras.saving.deserialize_keras_object(loss_config)
+        self.encoder = keras.layers.Dense(4)
+        self.loss_state = self.metric_loss.build_state()
+
+    def call(self, x):
+        return self.encoder(x)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return self.metric_loss(y, y_pred, sample_weight=sample_weight, state=self.loss_state)
+
+    def get_config(self):
+        return {"loss_config": self.loss_config}
+
+
+LOSSES = [
+    keras_mdr.ProxyAnchorLoss(num_classes=3, embedding_size=4),
+    keras_mdr.ArcFaceLoss(num_classes=3, embedding_size=4, scale=8.0),
+    keras_mdr.MarginLoss(num_classes=3, nu=0.1),
+]
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda l: type(l).__name__)
+def test_state_trains_saves_and_restores(loss, tmp_path):
+    model = OwnsLossState(keras.saving.serialize_keras_object(loss))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 5)).astype("float32")
+    y = np.arange(24) % 3
+    model(x[:1])
+    state = model.loss_state.parameter
+    assert any(v is state for v in model.trainable_variables)
+    before = state.numpy().copy()
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    model.fit(x, y, batch_size=12, epochs=2, verbose=0)
+    assert np.abs(state.numpy() - before).max() > 1e-3, "the loss state did not train"
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    again = keras.models.load_model(path)
+    np.testing.assert_array_equal(again.loss_state.parameter.numpy(), state.numpy())
+
+
+def test_layer_round_trip_and_shape():
+    layer = LossParameter((2, 3), "ones", "proxies", name="p")
+    again = LossParameter.from_config(layer.get_config())
+    assert tuple(again.parameter.shape) == (2, 3) and again.parameter_name == "proxies"
+    np.testing.assert_array_equal(again.parameter.numpy(), np.ones((2, 3)))
