@@ -5,7 +5,6 @@ import math
 import keras
 import tensorflow as tf
 
-from keras_mdr import distances as distances_lib
 from keras_mdr.losses import pair_terms
 from keras_mdr.losses.metric_loss import MetricLoss
 from keras_mdr.losses.loss_parameter import LossParameter
