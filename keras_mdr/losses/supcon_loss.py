@@ -134,8 +134,9 @@ class NTXentLoss(SupConLoss):
     For SimCLR, give the two views of each image one label. Embeddings are
     used as given (unit rows for the paper's cosine; PML normalises inside).
 
-    Differences: the temperature defaults to 0.1 (SimCLR's best setting for
-    normalised embeddings), pytorch-metric-learning's to 0.07. PML computes
+    Differences: the temperature defaults to 0.1, the best of the
+    temperatures SimCLR compares for L2-normalised embeddings;
+    pytorch-metric-learning's default is 0.07. PML computes
     `-log(p + tiny)` and caps a pair's loss at 87.3; we compute it in the
     log domain (uncapped, finite gradients).
 
