@@ -22,7 +22,8 @@ docstring for the differences of its defaults):
 
 Cases are a deterministic function of --seed (NumPy's RandomState([seed,
 case])): batch sizes 2 to 512, dimensions 2 to 512, classes of one sample,
-one class only, duplicated rows, unit rows scaled by 1e-3 to 1e3. NT-Xent's
+one class only, duplicated rows, unit rows scaled by 1e-3 to 1e3; in ArcFace's
+b8_d4 case two embeddings sit on their centres. NT-Xent's
 cases of 256 and 512 rows have two rows per label (SimCLR's batches): PML's
 NT-Xent holds a (positive pairs x negative pairs) mask, which with 8 rows per
 label at B = 512 has about 9e8 entries.
@@ -153,6 +154,10 @@ def main(argv):
                 shape = shape[:3] + (shape[1] // 2,) + shape[4:]
             labels, embeddings = make_case(rng, *shape[1:])
             state = initial_state(kind, rng, int(labels.max()) + 3, embeddings.shape[1])
+            if kind == "arcface" and shape[0] == "b8_d4":
+                # Embeddings on their centres: PML's acos has an infinite slope there.
+                embeddings[:2] = state[labels[:2]] / np.linalg.norm(
+                    state[labels[:2]], axis=1, keepdims=True)
             value, grad, state_grad = run_case(kind, labels, embeddings, state)
             i = len(meta)
             arrays.update({f"case{i}_labels": labels, f"case{i}_embeddings": embeddings,
