@@ -37,6 +37,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import provenance  # noqa: E402
 from keras_mdr import evaluation  # noqa: E402
 from keras_mdr.evaluation import blocked_ranks  # noqa: E402
 
@@ -129,7 +132,10 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2,
                         help="evaluations, each between two peak measurements")
+    parser.add_argument("--output", default=None,
+                        help="JSON path (default benchmarks/results/eval_speed.json)")
     args = parser.parse_args()
+    recorder = provenance.Recorder()
 
     num_classes = args.num_classes or round(
         args.num_items * SOP_TEST_CLASSES / SOP_TEST_ITEMS
@@ -178,6 +184,18 @@ def main():
     print(f"per core obtained: evaluation {per_core:.1f} GFLOP/s, NumPy matmul "
           f"{np_per_core:.1f} GFLOP/s ({per_core / np_per_core:.1%})")
     print(f"peak RSS: {rss_gib():.2f} GiB (target < 2 GiB)")
+    record = {
+        "num_items": int(x.shape[0]), "dim": int(x.shape[1]), "num_classes": int(num_classes),
+        "threads": int(threads), "ks": list(ks), "tflop": flops / 1e12,
+        "metrics": {k: float(v) for k, v in result.items()},
+        "runs": [{"seconds": sec, "cores_obtained": c} for sec, c in runs],
+        "seconds": seconds, "gflops": achieved, "cores_obtained": cores,
+        "peak_gflops": peak, "fraction_of_peak": achieved / peak,
+        "peaks": [{lib: {"gflops": g, "cores_obtained": c} for lib, (g, c) in when.items()}
+                  for when in peaks],
+        "per_core_gflops": per_core, "numpy_per_core_gflops": np_per_core,
+        "peak_rss_gib": rss_gib(),
+    }
 
     if args.faiss:
         t0 = time.perf_counter()
@@ -193,8 +211,18 @@ def main():
         print("faiss minus blocked:", ", ".join(f"{k} {other[k] - result[k]:+.2e}" for k in result))
         limit = 10.0 / x.shape[0]
         print(f"engines agree within {limit:.1e} (10 queries):", max(diff.values()) <= limit)
-        if max(diff.values()) > limit:
-            sys.exit(1)
+        record["faiss"] = {
+            "seconds": faiss_seconds, "gflops": flops / faiss_seconds / 1e9,
+            "peak_rss_gib_after_both": rss_gib(), "max_metric_difference": max(diff.values()),
+            "agree": bool(max(diff.values()) <= limit),
+        }
+    import tensorflow as tf
+
+    path = recorder.write("eval_speed", record, versions={"tensorflow": tf.__version__},
+                          path=args.output)
+    print("wrote", path)
+    if args.faiss and not record["faiss"]["agree"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,41 +1,65 @@
-"""Forward + backward time of each loss, with and without MDR, side by side.
+"""Forward + backward time of every loss beside its peers, measured in one run.
 
 Usage:
-    python benchmarks/loss_speed.py                 # B = 128..1024, d = 512
-    python benchmarks/loss_speed.py --rounds=5 --batch_sizes=128,256
+    python benchmarks/loss_speed.py                      # the full table
+    python benchmarks/loss_speed.py --rounds=15 --batch_sizes=512 --lanes=ours,tfa
+    python benchmarks/loss_speed.py --memory             # also peak memory
 
-For every batch size it times, interleaved in one process (timings on a shared
-machine drift, so only ratios measured together mean anything):
-- our semi-hard, hard and distance-weighted triplet losses, and each inside
-  `MDRTripletLoss` (base + MDR sharing one distance matrix, statistics updated);
-- a direct port of TensorFlow Addons 0.23's semi-hard algorithm (its [B^2, B]
-  masks, O(B^3) time and memory), which cannot be imported on TF >= 2.16;
-in eager mode, under `tf.function` and under XLA. It prints median ms, the
-ratio TFA-port / ours for semi-hard, the ratio (semi-hard + MDR) / semi-hard,
-and the peak resident memory of one semi-hard step at B = 512 and 1024 for
-ours and the port (each in a fresh subprocess).
+What runs, all on the same batch (B embeddings of dimension d, 4 images per
+class, N(0, 1) float32 from `numpy.random.default_rng(0)`), margin 0.2 for the
+triplet losses, forward + backward (gradient with respect to the embeddings
+and to the loss's own variables):
+- ours (`--lanes=ours`): keras_mdr's losses under `tf.function`, each also
+  inside MDR (base loss + MDR term + statistics update, one shared distance
+  matrix), in this process (TF 2.21 / Keras 3);
+- `port`: TensorFlow Addons 0.23's semi-hard algorithm ported op for op (its
+  [B^2, B] masks, O(B^3) time and memory), in this process;
+- `tfa`: real TensorFlow Addons 0.23 (`tfa.losses.TripletSemiHardLoss`,
+  `TripletHardLoss`) under `tf.function`, in a subprocess of `.venv-tfa`
+  (TF 2.15), see `benchmarks/loss_speed_worker.py`;
+- `pml`: pytorch-metric-learning 2.9 (torch CPU) for the losses both libraries
+  have, in a subprocess of `.venv-torch`.
 
-Targets (issue 2): ours >= 20x faster than TFA's algorithm at B = 512;
-MDR adds <= 15% to the semi-hard step at B = 512 under tf.function.
+Timing: the processes stay alive; every round times every variant once, in
+an order shuffled per round (seeded), so that load changes on a shared
+machine hit all variants alike. One sample is the mean of `reps` calls, with
+`reps` chosen at warm-up so that a sample lasts at least --min_sample_ms.
+Each comparison (TFA / ours, PML / ours, with MDR / without) is a per-round
+ratio: we report its median and the 95% order-statistic interval over the
+rounds (`benchmarks/stats.py`). Peak memory (--memory) is VmHWM of a fresh
+process running one step, above the same process's peak after its imports.
+
+Writes benchmarks/results/loss_speed.json (see benchmarks/provenance.py);
+`benchmarks/render.py` turns it into the tables of the docs.
 """
 
 import argparse
+import dataclasses
 import json
+import math
 import os
-import platform
 import subprocess
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import numpy as np  # noqa: E402
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import keras_mdr  # noqa: E402
+import loss_speed_worker  # noqa: E402
+import provenance  # noqa: E402
+import stats  # noqa: E402
 from keras_mdr import distances as distances_lib  # noqa: E402
-from keras_mdr.losses import triplet  # noqa: E402
+
+REPO = provenance.REPO
+LANE_PYTHON = {
+    "tfa": os.path.join(REPO, ".venv-tfa", "bin", "python"),
+    "pml": os.path.join(REPO, ".venv-torch", "bin", "python"),
+}
+MARGIN = 0.2
 
 
 def tfa_semihard_port(labels, embeddings, margin=1.0):
@@ -78,155 +102,302 @@ def tfa_semihard_port(labels, embeddings, margin=1.0):
     )
 
 
-def make_losses():
-    """name -> (callable(labels, embeddings) -> scalar, extra variables to differentiate)."""
-    losses = {
-        "semihard": (keras_mdr.TripletSemiHardLoss(margin=0.2), []),
-        "hard": (keras_mdr.TripletHardLoss(margin=0.2), []),
-        "distance_weighted": (keras_mdr.DistanceWeightedTripletLoss(margin=0.2, seed=0), []),
-        "tfa_semihard_port": (lambda y, e: tfa_semihard_port(y, e, 0.2), []),
-    }
-    for base in ("semihard", "hard", "distance_weighted"):
-        mdr = keras_mdr.MDRTripletLoss(base_loss=base, margin=0.2, seed=0)
+# ----------------------------------------------------------------------------
+# Our variants (this process)
+
+# keras_mdr loss classes of the families PML also has: name -> (class name,
+# keyword arguments beyond the defaults, which are the papers').
+FAMILIES = {
+    "contrastive": ("ContrastiveLoss", {}),
+    "margin": ("MarginLoss", {}),
+    "multi_similarity": ("MultiSimilarityLoss", {}),
+    "proxy_anchor": ("ProxyAnchorLoss", {"num_classes": None, "embedding_dim": None}),
+    "supcon": ("SupConLoss", {}),
+    "ntxent": ("NTXentLoss", {}),
+    "arcface": ("ArcFaceLoss", {"num_classes": None, "embedding_dim": None}),
+}
+TRIPLETS = ("semihard", "hard", "distance_weighted")
+
+
+def batch(batch_size, dim, seed=0):
+    labels, embeddings = loss_speed_worker.batch_arrays(batch_size, dim, seed)
+    return tf.constant(labels), tf.constant(embeddings)
+
+
+def available_families():
+    import keras_mdr.losses
+
+    return [name for name, (cls, _) in FAMILIES.items() if hasattr(keras_mdr.losses, cls)]
+
+
+def _family_loss(name, batch_size, dim):
+    import keras_mdr.losses
+
+    cls, extra = FAMILIES[name]
+    kwargs = {}
+    for key in extra:
+        kwargs[key] = batch_size // loss_speed_worker.IMAGES_PER_CLASS if key == "num_classes" else dim
+    return getattr(keras_mdr.losses, cls)(**kwargs)
+
+
+def our_loss(name, batch_size, dim):
+    """(callable(labels, embeddings) -> scalar, extra variables to differentiate)."""
+    import keras_mdr
+
+    base, _, mdr = name.partition("+")
+    if base in TRIPLETS and not mdr:
+        return {
+            "semihard": lambda: keras_mdr.TripletSemiHardLoss(margin=MARGIN),
+            "hard": lambda: keras_mdr.TripletHardLoss(margin=MARGIN),
+            "distance_weighted": lambda: keras_mdr.DistanceWeightedTripletLoss(margin=MARGIN, seed=0),
+        }[base](), []
+    if base in TRIPLETS:
+        loss = keras_mdr.MDRTripletLoss(base_loss=base, margin=MARGIN, seed=0)
         regularizer = keras_mdr.MDRRegularizer()
 
-        def call(y, e, mdr=mdr, regularizer=regularizer):
-            return mdr.objective(y, e, regularizer, step=0, training=True)["loss"]
+        def call(y, e):
+            return loss.objective(y, e, regularizer, step=0, training=True)["loss"]
 
-        losses[f"{base}+mdr"] = (call, [regularizer.levels])
-    return losses
+        return call, [regularizer.levels]
+    loss = _family_loss(base, batch_size, dim)
+    variables = list(getattr(loss, "trainable_variables", []) or [])
+    if not mdr:
+        return loss, variables
+    wrapped = keras_mdr.losses.MDRLoss(base_loss=loss)
+    return wrapped, variables + list(getattr(wrapped, "trainable_variables", []) or [])
 
 
-def make_step(loss, extra, mode):
+def make_step(loss, extra, jit_compile=False):
+
+    @tf.function(jit_compile=jit_compile)
     def step(labels, embeddings):
         with tf.GradientTape() as tape:
             tape.watch(embeddings)
             value = loss(labels, embeddings)
-        grads = tape.gradient(value, [embeddings] + extra)
-        return value, grads
+        return value, tape.gradient(value, [embeddings] + extra)
 
-    if mode == "eager":
-        return step
-    return tf.function(step, jit_compile=(mode == "xla"))
+    return step
 
 
-def batch(batch_size, dim, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(batch_size // 4), 4).astype("int32")  # 4 images per class
-    embeddings = rng.normal(size=(batch_size, dim)).astype("float32")
-    return tf.constant(labels), tf.constant(embeddings)
+class LocalVariant:
+    """One of our variants (or the port), timed in this process."""
+
+    def __init__(self, key, batch_size, dim):
+        lane, _, name = key.partition(":")
+        if lane == "port":
+            fn, extra = (lambda y, e: tfa_semihard_port(y, e, MARGIN)), []
+        else:
+            fn, extra = our_loss(name, batch_size, dim)
+        self.step = make_step(fn, extra)
+        self.labels, self.embeddings = batch(batch_size, dim)
+        self.run()
+        self.run()
+
+    def run(self):
+        value, grads = self.step(self.labels, self.embeddings)
+        return value.numpy(), [g.numpy() for g in grads]
+
+    def time(self, reps):
+        start = time.perf_counter()
+        for _ in range(reps):
+            self.run()
+        return 1e3 * (time.perf_counter() - start) / reps
 
 
-def time_all(steps, labels, embeddings, rounds):
-    """Median ms per step, variants interleaved round by round."""
-    for fn in steps.values():  # trace / compile / warm up
-        fn(labels, embeddings)
-        fn(labels, embeddings)
-    samples = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            start = time.perf_counter()
-            value, grads = fn(labels, embeddings)
-            _ = value.numpy(), [g.numpy() for g in grads]
-            samples[name].append(1e3 * (time.perf_counter() - start))
-    return {name: float(np.median(v)) for name, v in samples.items()}
+class Worker:
+    """A peer library's long-lived timing process (benchmarks/loss_speed_worker.py)."""
+
+    def __init__(self, lane):
+        python = LANE_PYTHON[lane]
+        if not os.path.exists(python):
+            raise SystemExit(
+                f"The {lane} lane needs {python} (tools/make_{'tfa' if lane == 'tfa' else 'torch'}"
+                "_venv.sh, or a symlink to an existing environment)."
+            )
+        self.process = subprocess.Popen(
+            [python, os.path.join(REPO, "benchmarks", "loss_speed_worker.py"), lane],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.versions = self.ask(op="hello")["versions"]
+
+    def ask(self, **request):
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        reply = json.loads(self.process.stdout.readline())
+        if "error" in reply:
+            raise RuntimeError(f"{request}: {reply['error']}")
+        return reply
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
-def peak_rss_child(which, batch_size, dim):
-    """Peak RSS (MiB) of a fresh process running one tf.function semi-hard step."""
-    # VmHWM (peak resident set of this address space) restarts at exec;
-    # ru_maxrss would carry over the parent's peak into the child.
-    code = (
-        "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='2';"
-        "import sys; sys.path.insert(0, %r);"
-        "import loss_speed as b; import tensorflow as tf;"
-        "hwm = lambda: int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]);"
-        "base = hwm();"
-        "y, e = b.batch(%d, %d);"
-        "loss = (lambda y, e: b.tfa_semihard_port(y, e, 0.2)) if %r == 'tfa' else b.keras_mdr.TripletSemiHardLoss(0.2);"
-        "step = b.make_step(loss, [], 'function'); step(y, e)[0].numpy();"
-        "print(base, hwm())"
-    ) % (os.path.dirname(os.path.abspath(__file__)), batch_size, dim, which)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if out.returncode != 0:
-        return float("nan"), float("nan")
-    base, peak = (int(v) / 1024.0 for v in out.stdout.strip().splitlines()[-1].split())
-    return peak - base, peak
+class RemoteVariant:
+    def __init__(self, worker, key, batch_size, dim):
+        self.worker, self.name, self.batch_size = worker, key.partition(":")[2], batch_size
+        worker.ask(op="setup", variant=self.name, batch=batch_size, dim=dim, margin=MARGIN)
+
+    def time(self, reps):
+        return self.worker.ask(op="time", variant=self.name, batch=self.batch_size, reps=reps)["ms"]
 
 
-def main():
+# ----------------------------------------------------------------------------
+# The plan: which variants at which batch size, and the ratios reported
+
+
+def variants_for(batch_size, lanes, families, args):
+    keys = []
+    if "ours" in lanes:
+        keys += [f"ours:{t}" for t in TRIPLETS] + [f"ours:{t}+mdr" for t in TRIPLETS]
+        keys += [f"ours:{f}" for f in families]
+        if args.family_mdr:
+            keys += [f"ours:{f}+mdr" for f in families]
+    if "port" in lanes and batch_size <= args.tfa_max_batch:
+        keys.append("port:semihard")
+    if "tfa" in lanes:
+        if batch_size <= args.tfa_max_batch:
+            keys.append("tfa:semihard")
+        keys.append("tfa:hard")
+    if "pml" in lanes:
+        keys += [f"pml:{f}" for f in families]
+    return keys
+
+
+def comparisons(keys):
+    """(name, numerator key, denominator key) for every pair present."""
+    present = set(keys)
+    pairs = [
+        ("tfa:semihard", "ours:semihard"), ("tfa:hard", "ours:hard"),
+        ("port:semihard", "ours:semihard"), ("tfa:semihard", "port:semihard"),
+    ]
+    pairs += [(f"ours:{t}+mdr", f"ours:{t}") for t in TRIPLETS]
+    pairs += [(f"ours:{f}+mdr", f"ours:{f}") for f in FAMILIES]
+    pairs += [(f"pml:{f}", f"ours:{f}") for f in FAMILIES]
+    return [(f"{a} / {b}", a, b) for a, b in pairs if a in present and b in present]
+
+
+def calibrate(variant, min_sample_ms):
+    first = variant.time(1)
+    return max(1, math.ceil(min_sample_ms / max(first, 1e-3)))
+
+
+def time_batch(batch_size, keys, workers, args, rng):
+    """{key: [ms per round]} with rounds interleaved in a shuffled order."""
+    built = {}
+    for key in keys:
+        lane = key.partition(":")[0]
+        if lane in workers:
+            built[key] = RemoteVariant(workers[lane], key, batch_size, args.dim)
+        else:
+            built[key] = LocalVariant(key, batch_size, args.dim)
+    reps = {key: calibrate(v, args.min_sample_ms) for key, v in built.items()}
+    samples = {key: [] for key in keys}
+    for round_index in range(args.rounds):
+        for i in rng.permutation(len(keys)):
+            key = keys[i]
+            samples[key].append(built[key].time(reps[key]))
+        print(f"  B={batch_size} round {round_index + 1}/{args.rounds}", flush=True)
+    return samples, reps
+
+
+def summarise(samples, keys):
+    times = {key: stats.median_ci(samples[key]) for key in keys}
+    ratios = {
+        name: stats.paired_ratio(samples[a], samples[b]) for name, a, b in comparisons(keys)
+    }
+    return times, ratios
+
+
+# ----------------------------------------------------------------------------
+# Peak memory: one step in a fresh process
+
+
+def _child_peak(key, batch_size, dim):
+    """Runs in a fresh process of this environment: prints base and peak MiB."""
+    base = loss_speed_worker._vm_hwm_mib()
+    LocalVariant(key, batch_size, dim)
+    print(json.dumps({"base_mib": base, "peak_mib": loss_speed_worker._vm_hwm_mib()}))
+
+
+def peak_memory(key, batch_size, dim):
+    lane = key.partition(":")[0]
+    if lane in LANE_PYTHON:
+        worker = Worker(lane)
+        try:
+            reply = worker.ask(op="peak_rss", variant=key.partition(":")[2], batch=batch_size,
+                               dim=dim, margin=MARGIN)
+        except RuntimeError as error:
+            return {"error": str(error)}
+        finally:
+            worker.close()
+    else:
+        # Import TensorFlow first, so the base is the peak after imports.
+        code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+                f"import tensorflow, keras_mdr, loss_speed; "
+                f"loss_speed._child_peak({key!r}, {batch_size}, {dim})")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=REPO))
+        if out.returncode != 0:
+            return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+        reply = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"added_mib": reply["peak_mib"] - reply["base_mib"], "peak_mib": reply["peak_mib"]}
+
+
+# ----------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch_sizes", default="128,256,512,1024")
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=11)
-    parser.add_argument("--modes", default="eager,function,xla")
-    parser.add_argument("--tfa_port_max_batch", type=int, default=512,
-                        help="skip the O(B^3) port above this batch (B=1024 needs ~11 GB and ~5 s a step)")
-    parser.add_argument("--skip_memory", action="store_true")
-    parser.add_argument("--json", default=None, help="also write the results here")
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--lanes", default="ours,port,tfa,pml")
+    parser.add_argument("--families", default=None,
+                        help="comma list of the non-triplet families (default: all keras_mdr has)")
+    parser.add_argument("--family_mdr", action="store_true",
+                        help="also time each non-triplet family inside keras_mdr.losses.MDRLoss")
+    parser.add_argument("--tfa_max_batch", type=int, default=512,
+                        help="TFA's semi-hard (and the port) above this B: skipped, O(B^3) memory "
+                             "(about 7 GB at 512, out of memory at 1024 on 16 GB)")
+    parser.add_argument("--min_sample_ms", type=float, default=100.0)
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the per-round orders")
+    parser.add_argument("--output", default=None, help="default benchmarks/results/loss_speed.json")
+    return parser.parse_args(argv)
 
-    sizes = [int(b) for b in args.batch_sizes.split(",")]
-    modes = args.modes.split(",")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"tensorflow {tf.__version__}, keras {keras.__version__}, "
-          f"keras_mdr {keras_mdr.__version__}; d={args.dim}, median of {args.rounds} rounds, ms")
-    results = {}
-    losses = make_losses()
-    for batch_size in sizes:
-        labels, embeddings = batch(batch_size, args.dim)
-        for mode in modes:
-            steps = {
-                name: make_step(fn, extra, mode)
-                for name, (fn, extra) in losses.items()
-                if not (name == "tfa_semihard_port" and batch_size > args.tfa_port_max_batch)
-            }
-            timings = time_all(steps, labels, embeddings, args.rounds)
-            results[(batch_size, mode)] = timings
-            cells = "  ".join(f"{k}={v:.1f}" for k, v in timings.items())
-            ratio_tfa = timings.get("tfa_semihard_port", float("nan")) / timings["semihard"]
-            ratio_mdr = timings["semihard+mdr"] / timings["semihard"]
-            print(f"B={batch_size:5d} {mode:8s} {cells}")
-            print(f"    ratios: tfa_port/ours(semihard)={ratio_tfa:.1f}x  "
-                  f"(semihard+mdr)/semihard={ratio_mdr:.3f}  "
-                  f"(dw+mdr)/dw={timings['distance_weighted+mdr'] / timings['distance_weighted']:.3f}",
-                  flush=True)
 
-    print("\nMarkdown (paste into BUILD_NOTES.md):")
-    names = list(losses)
-    print("| B | mode | " + " | ".join(names) + " | TFA port / ours | +MDR / semi-hard |")
-    print("|---" * (len(names) + 4) + "|")
-    for (batch_size, mode), t in results.items():
-        cells = " | ".join(f"{t[n]:.1f}" if n in t else "skipped" for n in names)
-        port = t.get("tfa_semihard_port")
-        print(f"| {batch_size} | {mode} | {cells} | "
-              f"{(port / t['semihard']) if port else float('nan'):.1f}x | {t['semihard+mdr'] / t['semihard']:.3f} |")
-
-    memory = {}
-    if not args.skip_memory:
-        print("\nPeak RSS of one tf.function semi-hard step (fresh process; MiB above the "
-              "process's peak after imports, and the absolute peak):")
-        for batch_size in (512, 1024):
-            for which in ("ours", "tfa"):
-                if which == "tfa" and batch_size > args.tfa_port_max_batch:
-                    print(f"  B={batch_size} tfa_port: skipped (O(B^3): [B^2, B] masks, ~11 GB)")
-                    continue
-                added, peak = peak_rss_child(which, batch_size, args.dim)
-                memory[(batch_size, which)] = added
-                print(f"  B={batch_size} {which}: +{added:.0f} MiB (peak {peak:.0f} MiB)")
-
-    if 512 in sizes and "function" in modes:
-        t = results[(512, "function")]
-        speedup = t.get("tfa_semihard_port", float("nan")) / t["semihard"]
-        overhead = t["semihard+mdr"] / t["semihard"] - 1.0
-        print(f"\nTARGET semi-hard vs TFA algorithm at B=512 (tf.function): {speedup:.1f}x "
-              f"(target >= 20x): {'PASS' if speedup >= 20 else 'FAIL'}")
-        print(f"TARGET MDR overhead on semi-hard at B=512 (tf.function): {100 * overhead:.1f}% "
-              f"(target <= 15%): {'PASS' if overhead <= 0.15 else 'FAIL'}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({f"{b}/{m}": t for (b, m), t in results.items()}
-                      | {f"rss/{b}/{w}": v for (b, w), v in memory.items()}, f, indent=1)
+def main(argv=None):
+    args = parse_args(argv)
+    recorder = provenance.Recorder()
+    lanes = args.lanes.split(",")
+    families = available_families() if args.families is None else [
+        f for f in args.families.split(",") if f]
+    workers = {lane: Worker(lane) for lane in ("tfa", "pml") if lane in lanes}
+    versions = provenance.tf_versions()
+    for lane, worker in workers.items():
+        versions[lane] = worker.versions
+    print(json.dumps(versions), flush=True)
+    rng = np.random.default_rng(args.seed)
+    results = {"dim": args.dim, "rounds": args.rounds, "margin": MARGIN,
+               "images_per_class": loss_speed_worker.IMAGES_PER_CLASS,
+               "families": families, "batches": {}}
+    for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
+        keys = variants_for(batch_size, lanes, families, args)
+        if "pml" in lanes and batch_size not in (128, 512, 1024):
+            keys = [k for k in keys if not k.startswith("pml:")]
+        samples, reps = time_batch(batch_size, keys, workers, args, rng)
+        times, ratios = summarise(samples, keys)
+        entry = {"samples_ms": samples, "reps": reps, "times_ms": times, "ratios": ratios}
+        if args.memory:
+            entry["memory"] = {key: peak_memory(key, batch_size, args.dim) for key in keys}
+        results["batches"][str(batch_size)] = entry
+        for name, r in ratios.items():
+            print(f"B={batch_size} {name}: {r['median']:.3f} [{r['low']}, {r['high']}]", flush=True)
+    for worker in workers.values():
+        worker.close()
+    path = recorder.write("loss_speed", results, versions=versions, path=args.output)
+    print("wrote", path)
 
 
 if __name__ == "__main__":
