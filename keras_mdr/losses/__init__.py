@@ -7,6 +7,7 @@ The pure functions of the latter live in their modules, e.g.
 
 from keras_mdr.losses.arcface_loss import ArcFaceLoss
 from keras_mdr.losses.contrastive_loss import ContrastiveLoss
+from keras_mdr.losses.distance_weighted import distance_weighted_probabilities
 from keras_mdr.losses.distance_weighted_triplet_loss import DistanceWeightedTripletLoss
 from keras_mdr.losses.mdr import distance_statistics, level_penalty, mdr_penalty, mean_distance
 from keras_mdr.losses.loss_parameter import LossParameter
@@ -39,6 +40,7 @@ __all__ = [
     "TripletHardLoss",
     "TripletSemiHardLoss",
     "distance_statistics",
+    "distance_weighted_probabilities",
     "distance_weighted_triplet_loss",
     "hard_triplet_loss",
     "level_penalty",

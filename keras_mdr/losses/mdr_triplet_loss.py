@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
 from keras_mdr.losses import mdr as mdr_lib
-from keras_mdr.losses import triplet
+from keras_mdr.losses import distance_weighted, triplet
 
 BASE_LOSSES = ("distance_weighted", "semihard", "hard")
 
@@ -46,6 +46,8 @@ class MDRTripletLoss(keras.losses.Loss):
         momentum: float, momentum of the moving statistics. Defaults to 0.9.
         seed: optional int seed of the distance-weighted sampler (combined with
             the optimizer's step, so resumed runs sample the same negatives).
+        sampling: sampler of `base_loss="distance_weighted"`: "release"
+            (default, the authors' rule) or "textbook" (Wu et al.).
         name: optional name of the loss.
 
     Example:
@@ -68,6 +70,7 @@ class MDRTripletLoss(keras.losses.Loss):
         levels=mdr_lib.DEFAULT_LEVELS,
         momentum=0.9,
         seed=None,
+        sampling="release",
         name="mdr_triplet_loss",
         **kwargs,
     ):
@@ -97,6 +100,12 @@ class MDRTripletLoss(keras.losses.Loss):
         self.levels = tuple(float(v) for v in levels)
         self.momentum = float(momentum)
         self.seed = seed
+        if sampling not in distance_weighted.SAMPLINGS:
+            raise ValueError(
+                f"Expected sampling to be one of {distance_weighted.SAMPLINGS}. "
+                f"Received: sampling={sampling!r}"
+            )
+        self.sampling = sampling
 
     def objective(self, labels, embeddings, regularizer, step=0, training=True):
         """Computes every term of the loss with the model's MDR state.
@@ -145,7 +154,8 @@ class MDRTripletLoss(keras.losses.Loss):
             seed = tf.stack([tf.cast(self.seed or 0, tf.int64), tf.cast(step, tf.int64)])
             # Sampling weights depend on directions only.
             return triplet.distance_weighted_triplet_loss(
-                labels, distances, embeddings, seed=seed, margin=margin
+                labels, distances, embeddings, seed=seed, margin=margin,
+                sampling=self.sampling, scale=scale,
             ) / scale
         return tf.cast(self.base_loss(labels, embeddings / scale), tf.float32)
 
@@ -173,6 +183,7 @@ class MDRTripletLoss(keras.losses.Loss):
                 "levels": list(self.levels),
                 "momentum": self.momentum,
                 "seed": self.seed,
+                "sampling": self.sampling,
             }
         )
         return config

@@ -3,6 +3,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
+import scipy.stats
 import tensorflow as tf
 
 import keras_mdr
@@ -106,24 +107,35 @@ def test_soft_hard_is_finite_where_tfa_overflows():
     assert np.isfinite(value) and value > 60
 
 
-def test_distance_weighted_uses_its_own_weights():
-    """The loss's sampler draws from the reference distribution: with a huge
-    margin every hinge is active, so the loss equals
-    mean_{a,p} (D[a,p] - E_n[D[a,n]] + margin) in expectation over seeds."""
-    rng = np.random.default_rng(4)
-    labels = np.repeat(np.arange(4), 3)
-    x = rng.normal(size=(12, 6)).astype("float32")
-    d = reference.distances(x)
-    probs = reference.distance_weighted_probabilities(labels, x)
-    positives, _ = reference.masks(labels)
-    expected = np.mean([d[a, p] - probs[a] @ d[a] + 100.0 for a, p in zip(*np.nonzero(positives))])
-    fn = tf.function(
-        lambda seed: triplet.distance_weighted_triplet_loss(
-            tf.constant(labels), tf.constant(d, tf.float32), tf.constant(x), seed, margin=100.0
-        )
-    )
-    values = [float(fn(tf.constant([9, s], tf.int64))) for s in range(600)]
-    assert np.mean(values) == pytest.approx(expected, abs=4 * np.std(values) / np.sqrt(600) + 1e-4)
+@pytest.mark.parametrize("sampling", ["release", "textbook"])
+def test_distance_weighted_loss_draws_from_its_probabilities(sampling):
+    """Frequency test of the negatives the loss itself draws. Batch: one class
+    of two (0, 1), six one-image classes; anchor 1 weighted 0, so each call's
+    loss is (T[0,1] - T[0,n] + margin) / 2 for the one drawn negative n, and
+    n is read back from the value (the T[0,n] are distinct). Over 2000 calls
+    (the seed advances per call) the counts must fit
+    distance_weighted_probabilities' row 0 (chi-square p > 1e-3)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(8, 4)).astype("float32")
+    labels = np.array([0, 0, 1, 2, 3, 4, 5, 6])
+    weights = np.array([1, 0, 1, 1, 1, 1, 1, 1], "float32")
+    loss = keras_mdr.DistanceWeightedTripletLoss(margin=100.0, seed=5, sampling=sampling)
+    fn = tf.function(lambda: loss(labels, x, sample_weight=weights))
+    t = np.linalg.norm(x[0].astype(np.float64) - x.astype(np.float64) + 1e-6, axis=1)
+    hinge = t[1] - t + 100.0
+    values = np.array([2.0 * float(fn()) for _ in range(2000)])
+    drawn = np.argmin(np.abs(values[:, None] - hinge[None, 2:]), axis=1) + 2
+    assert np.max(np.min(np.abs(values[:, None] - hinge[None, 2:]), axis=1)) < 1e-3
+    probs = keras_mdr.losses.distance_weighted_probabilities(x, labels, sampling).numpy()[0, 2:]
+    probs = probs / probs.sum()
+    counts = np.bincount(drawn - 2, minlength=6)
+    keep = probs * 2000 >= 5
+    observed = np.append(counts[keep], counts[~keep].sum())
+    expected = np.append(probs[keep], probs[~keep].sum()) * 2000
+    observed, expected = observed[expected > 0], expected[expected > 0]
+    p = scipy.stats.chisquare(observed, expected).pvalue
+    print(f"sampler chi-square ({sampling}): p={p:.3g}, probs={np.round(probs, 3)}, counts={counts}")
+    assert p > 1e-3
 
 
 def test_distance_weighted_is_seeded():
