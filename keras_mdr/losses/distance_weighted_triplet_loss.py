@@ -85,9 +85,9 @@ class DistanceWeightedTripletLoss(MetricLoss):
         count = tf.convert_to_tensor(self.calls)
         context = metric_loss.multi_replica_context()
         if context is not None:
-            count = tf.cast(
-                context.all_reduce("MAX", tf.cast(count, tf.float64)), tf.int64
-            )
+            # ReduceOp has no MAX: gather every replica's count, take the largest.
+            counts = context.all_gather(tf.reshape(tf.cast(count, tf.float64), [1]), axis=0)
+            count = tf.cast(tf.reduce_max(counts), tf.int64)
         self.calls.assign(count + 1)
         return tf.stack([tf.constant(self.seed or 0, tf.int64), count])
 

@@ -96,7 +96,9 @@ def gather_global_batch(labels, embeddings, sample_weight=None):
     context = multi_replica_context()
     if context is None:
         return labels, embeddings, sample_weight, 1
-    labels = context.all_gather(labels, axis=0)
+    # int64 has no CPU collective kernel: gather the ids' two 32-bit halves.
+    halves = context.all_gather(tf.bitcast(tf.cast(labels, tf.int64), tf.int32), axis=0)
+    labels = tf.bitcast(halves, tf.int64)
     embeddings = context.all_gather(embeddings, axis=0)
     if sample_weight is not None:
         sample_weight = context.all_gather(sample_weight, axis=0)
