@@ -7,7 +7,7 @@ import numpy as np
 
 from keras_mdr import visualization
 from keras_mdr.evaluation import embedding as embedding_lib
-from keras_mdr.evaluation import knn, metrics
+from keras_mdr.evaluation import inputs, knn, metrics
 
 
 def _variable_value(obj, name):
@@ -139,7 +139,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self.ks = tuple(int(k) for k in ks)
         self.every_n_epochs = int(every_n_epochs)
         self.prefix = str(prefix)
-        self.distance = knn.check_distance(distance)
+        self.distance = inputs.check_distance(distance)
         self.include_map = bool(include_map)
         self.include_nmi = bool(include_nmi)
         self.embed_fn = embed_fn

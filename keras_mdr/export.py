@@ -114,45 +114,57 @@ def _byte_value(header, start, count):
     return value
 
 
+def _starts_with(header, start, magic):
+    """Whether `header[start:]` begins with the bytes `magic`."""
+    expected = tf.constant(list(magic), tf.uint8)
+    return tf.reduce_all(tf.equal(header[start : start + len(magic)], expected))
+
+
+def _read_header(data):
+    """The first `_PNG_HEADER_BYTES` bytes as uint8, zero-padded when shorter."""
+    header = tf.strings.substr(data, 0, _PNG_HEADER_BYTES)
+    header = tf.strings.join([header, b"\0" * _PNG_HEADER_BYTES])
+    header = tf.io.decode_raw(tf.strings.substr(header, 0, _PNG_HEADER_BYTES), tf.uint8)
+    return tf.reshape(header, [_PNG_HEADER_BYTES])
+
+
+def _header_size(data, header):
+    """`(height, width)` from a JPEG or PNG header; asserts it is one of them."""
+    is_jpeg = image_format.has_signature(data, "jpeg")
+    is_png = image_format.has_signature(data, "png")
+    is_image = tf.debugging.Assert(
+        tf.logical_or(is_jpeg, is_png),
+        [
+            "serving_bytes: the input is not a JPEG or PNG image (it starts "
+            "with neither the JPEG bytes FF D8 FF nor the PNG signature). "
+            "Input length in bytes:",
+            tf.strings.length(data),
+        ],
+    )
+    has_ihdr = tf.logical_or(
+        tf.logical_not(is_png), _starts_with(header, 12, b"IHDR")
+    )
+    png_ok = tf.debugging.Assert(
+        has_ihdr, ["serving_bytes: PNG image without an IHDR header chunk."]
+    )
+
+    def jpeg_shape():
+        shape = tf.image.extract_jpeg_shape(data, output_type=tf.int64)
+        return shape[0], shape[1]
+
+    def png_shape():
+        return _byte_value(header, 20, 4), _byte_value(header, 16, 4)
+
+    with tf.control_dependencies([is_image, png_ok]):
+        return tf.cond(is_jpeg, jpeg_shape, png_shape)
+
+
 def _make_decode_fn(image_size, resize_size, max_pixels, channels):
     transform = eval_transform(image_size=image_size, resize_size=resize_size)
-    ihdr = tf.constant(list(b"IHDR"), tf.uint8)
     cap = tf.constant(max_pixels, tf.float64)
 
     def decode_one(data):
-        # The first 24 bytes, zero-padded, so short inputs need no special case.
-        header = tf.strings.substr(data, 0, _PNG_HEADER_BYTES)
-        header = tf.strings.join([header, b"\0" * _PNG_HEADER_BYTES])
-        header = tf.io.decode_raw(tf.strings.substr(header, 0, _PNG_HEADER_BYTES), tf.uint8)
-        header = tf.reshape(header, [_PNG_HEADER_BYTES])
-        is_jpeg = image_format.has_signature(data, "jpeg")
-        is_png = image_format.has_signature(data, "png")
-        is_image = tf.debugging.Assert(
-            tf.logical_or(is_jpeg, is_png),
-            [
-                "serving_bytes: the input is not a JPEG or PNG image (it starts "
-                "with neither the JPEG bytes FF D8 FF nor the PNG signature). "
-                "Input length in bytes:",
-                tf.strings.length(data),
-            ],
-        )
-        has_ihdr = tf.logical_or(
-            tf.logical_not(is_png),
-            tf.reduce_all(tf.equal(header[12:16], ihdr)),
-        )
-        png_ok = tf.debugging.Assert(
-            has_ihdr, ["serving_bytes: PNG image without an IHDR header chunk."]
-        )
-
-        def jpeg_shape():
-            shape = tf.image.extract_jpeg_shape(data, output_type=tf.int64)
-            return shape[0], shape[1]
-
-        def png_shape():
-            return _byte_value(header, 20, 4), _byte_value(header, 16, 4)
-
-        with tf.control_dependencies([is_image, png_ok]):
-            height, width = tf.cond(is_jpeg, jpeg_shape, png_shape)
+        height, width = _header_size(data, _read_header(data))
         # In float64: PNG sides can reach 2**32, whose product overflows int64.
         pixels = tf.cast(height, tf.float64) * tf.cast(width, tf.float64)
         within_cap = tf.debugging.Assert(
@@ -222,6 +234,18 @@ def export_for_serving(
             "export_for_serving needs the TensorFlow backend (KERAS_BACKEND="
             f"tensorflow). Current backend: {keras.backend.backend()}"
         )
+    image_size, resize_size, max_pixels = _check_sizes(
+        image_size, resize_size, max_pixels, channels
+    )
+    base_dir = os.fspath(base_dir)
+    _check_encoder(encoder, image_size, channels)
+    path = _version_dir(base_dir, version)
+    archive = _serving_archive(encoder, image_size, resize_size, max_pixels, channels)
+    tf.io.gfile.makedirs(base_dir)
+    return _write_version(archive, base_dir, path)
+
+
+def _check_sizes(image_size, resize_size, max_pixels, channels):
     image_size = validation.positive_int(image_size, "image_size")
     resize_size = validation.positive_int(resize_size, "resize_size")
     max_pixels = validation.positive_int(max_pixels, "max_pixels")
@@ -232,9 +256,11 @@ def export_for_serving(
         )
     if channels not in (1, 3):
         raise ValueError(f"Expected `channels` to be 1 or 3. Received: channels={channels!r}")
-    base_dir = os.fspath(base_dir)
-    _check_encoder(encoder, image_size, channels)
-    path = _version_dir(base_dir, version)
+    return image_size, resize_size, max_pixels
+
+
+def _embed_fn(encoder, image_size, channels):
+    """`images -> {"embeddings": float32}`, the body both signatures share."""
 
     def embed(images):
         # An empty batch runs one dummy image instead: with oneDNN, TF's CPU
@@ -249,10 +275,13 @@ def export_for_serving(
         embeddings = encoder(images, training=False)[:count]
         return {EMBEDDINGS_KEY: tf.cast(embeddings, tf.float32)}
 
-    decode_one = _make_decode_fn(image_size, resize_size, max_pixels, channels)
+    return embed
 
-    def serve_images(images):
-        return embed(images)
+
+def _serving_archive(encoder, image_size, resize_size, max_pixels, channels):
+    """An `ExportArchive` with the `serving_default` and `serving_bytes` endpoints."""
+    embed = _embed_fn(encoder, image_size, channels)
+    decode_one = _make_decode_fn(image_size, resize_size, max_pixels, channels)
 
     def serve_bytes(image_bytes):
         images = tf.map_fn(
@@ -267,7 +296,7 @@ def export_for_serving(
     archive.track(encoder)
     default_fn = archive.add_endpoint(
         DEFAULT_SIGNATURE,
-        serve_images,
+        embed,
         input_signature=[
             tf.TensorSpec([None, image_size, image_size, channels], tf.float32, name=IMAGES_KEY)
         ],
@@ -283,8 +312,11 @@ def export_for_serving(
             "Expected the encoder to return embeddings of shape [batch, D]. "
             f"Received shape: {output.shape}"
         )
+    return archive
 
-    tf.io.gfile.makedirs(base_dir)
+
+def _write_version(archive, base_dir, path):
+    """Writes the archive to `path`, atomically on a local file system."""
     if "://" in base_dir:
         # Object stores have no atomic folder rename: write in place.
         archive.write_out(path, verbose=False)

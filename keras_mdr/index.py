@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_mdr.evaluation import embedding as embedding_lib
+from keras_mdr.evaluation import inputs as inputs_lib
 from keras_mdr.evaluation import knn
-from keras_mdr.evaluation.blocked_ranks import _normalise_rows
 
 KINDS = ("flat", "hnsw", "ivf")
 _INDEX_FILE = "index.faiss"
@@ -78,7 +78,7 @@ class EmbeddingIndex:
         embed_fn=None,
         seed=0,
     ):
-        self.distance = knn.check_distance(distance)
+        self.distance = inputs_lib.check_distance(distance)
         if kind not in KINDS:
             raise ValueError(f"Expected kind in {KINDS}. Received: kind={kind!r}")
         self.kind = kind
@@ -128,7 +128,7 @@ class EmbeddingIndex:
             )
         if not np.all(np.isfinite(x)):
             raise ValueError("Expected finite embeddings. Received: NaN or inf values.")
-        return _normalise_rows(x) if self.distance == "cosine" else x
+        return inputs_lib.normalise_rows(x) if self.distance == "cosine" else x
 
     def _new_index(self, x):
         import faiss
@@ -232,7 +232,7 @@ class EmbeddingIndex:
                 "embeddings and no embed_fn."
             )
         parts = [
-            np.asarray(embedding_lib._to_numpy(self.embed_fn(inputs[a : a + batch_size])),
+            np.asarray(inputs_lib.to_numpy(self.embed_fn(inputs[a : a + batch_size])),
                        dtype=np.float32)
             for a in range(0, len(inputs), batch_size)
         ]

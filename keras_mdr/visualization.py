@@ -165,20 +165,8 @@ def plot_distance_histogram(
     edges = np.linspace(lo, hi, int(bins) + 1)
     fig = _figure(7, 4.6)
     ax = fig.add_subplot(1, 1, 1)
-    same = stats["same"]
-    if same is not None and same.any() and (~same).any():
-        ax.hist(z[~same], bins=edges, density=True, alpha=0.6, color="tab:red",
-                label=f"different label ({int((~same).sum())} pairs)")
-        ax.hist(z[same], bins=edges, density=True, alpha=0.6, color="tab:green",
-                label=f"same label ({int(same.sum())} pairs)")
-    else:
-        ax.hist(z, bins=edges, density=True, alpha=0.7, color="tab:blue",
-                label=f"{z.shape[0]} pairs")
-    for i, v in enumerate(marks):
-        ax.axvline(v, color="black", linestyle="--", linewidth=1.2,
-                   label="levels" if i == 0 else None)
-        ax.annotate(f"v{i}={v:.2f}", xy=(v, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(2, -12), textcoords="offset points", fontsize="small")
+    _draw_histograms(ax, z, stats["same"], edges)
+    _mark_levels(ax, marks)
     source = "moving" if mean_std is not None else "sample"
     ax.set_xlabel(
         f"normalised distance Z = (D/mean(D) - mu) / sigma   "
@@ -190,6 +178,36 @@ def plot_distance_histogram(
               frameon=False)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _draw_histograms(ax, z, same, edges):
+    """One histogram, or same- and different-label ones when both kinds exist."""
+    if same is not None and same.any() and (~same).any():
+        ax.hist(z[~same], bins=edges, density=True, alpha=0.6, color="tab:red",
+                label=f"different label ({int((~same).sum())} pairs)")
+        ax.hist(z[same], bins=edges, density=True, alpha=0.6, color="tab:green",
+                label=f"same label ({int(same.sum())} pairs)")
+    else:
+        ax.hist(z, bins=edges, density=True, alpha=0.7, color="tab:blue",
+                label=f"{z.shape[0]} pairs")
+
+
+def _mark_levels(ax, marks):
+    for i, v in enumerate(marks):
+        ax.axvline(v, color="black", linestyle="--", linewidth=1.2,
+                   label="levels" if i == 0 else None)
+        ax.annotate(f"v{i}={v:.2f}", xy=(v, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(2, -12), textcoords="offset points", fontsize="small")
+
+
+def _image_cell(ax, image, frame, width):
+    """Draws `image` in `ax` without ticks, framed in colour `frame`."""
+    ax.imshow(_displayable(image), cmap="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(frame)
+        spine.set_linewidth(width)
 
 
 def _displayable(image):
@@ -251,22 +269,12 @@ def plot_retrieval_grid(
     fig = _figure(cell_size * (k + 1), cell_size * q + 0.6)
     for i in range(q):
         ax = fig.add_subplot(q, k + 1, i * (k + 1) + 1)
-        ax.imshow(_displayable(query_images[i]), cmap="gray")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_edgecolor("tab:blue")
-            spine.set_linewidth(3)
+        _image_cell(ax, query_images[i], "tab:blue", 3)
         ax.set_title(f"query\nlabel {query_labels[i]}", fontsize="x-small")
         for j in range(k):
             ax = fig.add_subplot(q, k + 1, i * (k + 1) + j + 2)
-            ax.imshow(_displayable(neighbor_images[i][j]), cmap="gray")
-            ax.set_xticks([])
-            ax.set_yticks([])
             correct = neighbor_labels[i, j] == query_labels[i]
-            for spine in ax.spines.values():
-                spine.set_edgecolor("tab:green" if correct else "tab:red")
-                spine.set_linewidth(4)
+            _image_cell(ax, neighbor_images[i][j], "tab:green" if correct else "tab:red", 4)
             caption = f"#{j + 1} {'ok' if correct else 'wrong'}\nlabel {neighbor_labels[i, j]}"
             if neighbor_distances is not None:
                 caption += f" d={float(np.asarray(neighbor_distances)[i, j]):.3g}"

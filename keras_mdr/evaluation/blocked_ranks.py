@@ -39,72 +39,12 @@ import os
 import threading
 
 import numpy as np
+import threadpoolctl
 
-from keras_mdr.evaluation import ranking
+from keras_mdr.evaluation import inputs, ranking
 
 # Byte lanes of a uint64 row sum must not overflow: at most 255 words a row.
 _MAX_BLOCK_COLS = 2040
-
-
-def _normalise_rows(x):
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
-    # Zero vectors stay zero rather than becoming NaN.
-    norms[norms == 0] = 1.0
-    return x / norms[:, None]
-
-
-def _as_matrix(name, x):
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(
-            f"Expected {name} to be a non-empty 2-D array (num_items, dim). "
-            f"Received: {name}.shape={x.shape}"
-        )
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise ValueError(f"Expected real {name}. Received: dtype={x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"Expected finite {name}. Received: NaN or inf values.")
-    return x
-
-
-def _as_labels(name, labels, n):
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(
-            f"Expected {name} of shape ({n},). Received: {name}.shape={labels.shape}"
-        )
-    return labels
-
-
-def prepare_inputs(embeddings, labels, gallery_embeddings=None, gallery_labels=None):
-    """Validates inputs; returns `(queries, q_labels, gallery, g_labels, self_mode)`.
-
-    Labels come back as int64 codes shared by queries and gallery.
-    """
-    queries = _as_matrix("embeddings", embeddings)
-    q_labels = _as_labels("labels", labels, queries.shape[0])
-    if (gallery_embeddings is None) != (gallery_labels is None):
-        raise ValueError(
-            "Expected gallery_embeddings and gallery_labels together or neither. "
-            f"Received: gallery_embeddings is None={gallery_embeddings is None}, "
-            f"gallery_labels is None={gallery_labels is None}"
-        )
-    if gallery_embeddings is None:
-        codes = np.unique(q_labels, return_inverse=True)[1].astype(np.int64)
-        return queries, codes, queries, codes, True
-    gallery = _as_matrix("gallery_embeddings", gallery_embeddings)
-    if gallery.shape[1] != queries.shape[1]:
-        raise ValueError(
-            "Expected queries and gallery of the same dimension. Received: "
-            f"embeddings.shape={queries.shape}, gallery_embeddings.shape={gallery.shape}"
-        )
-    g_labels = _as_labels("gallery_labels", gallery_labels, gallery.shape[0])
-    codes = np.unique(np.concatenate([q_labels, g_labels]), return_inverse=True)[1]
-    codes = codes.astype(np.int64)
-    return queries, codes[: queries.shape[0]], gallery, codes[queries.shape[0] :], False
 
 
 def _row_counts(mask):
@@ -133,38 +73,50 @@ def _sort_keys(rows, scores):
 
 
 class _Block:
-    """Per-block state: relevant distances, thresholds and the candidate pool."""
+    """Per-block state: relevant distances, thresholds and the candidate pool.
 
-    def __init__(self, rows, R, pos_offsets, pos_scores):
-        self.rows = rows
-        self.R = R
-        self.pos_offsets = pos_offsets
-        self.pos_scores = pos_scores
-        self.pos_keys = _sort_keys(np.repeat(np.arange(rows), R), pos_scores)
-        has = R > 0
-        self.t1 = np.full(rows, -np.inf, np.float32)
-        self.t1[has] = pos_scores[pos_offsets[:-1][has]]
-        self.T = np.full(rows, -np.inf, np.float32)
-        self.T[has] = pos_scores[pos_offsets[1:][has] - 1]
+    Attributes:
+        num_relevant: int `(rows,)`, R per query.
+        nearest: float32 `(rows,)`, the score `s_(1)` of each query's nearest
+            relevant item (-inf when R = 0).
+        threshold: float32 `(rows,)`, `T`: irrelevant items scoring at most
+            this are pooled; -inf once the query's first R positions are
+            settled (a "finished" row).
+        count_at_nearest: int `(rows,)`, items counted at `<= s_(1)` so far.
+    """
+
+    def __init__(self, num_rows, num_relevant, relevant_offsets, relevant_scores):
+        self.num_rows = num_rows
+        self.num_relevant = num_relevant
+        self.relevant_offsets = relevant_offsets
+        self.relevant_scores = relevant_scores
+        self.relevant_keys = _sort_keys(
+            np.repeat(np.arange(num_rows), num_relevant), relevant_scores
+        )
+        has = num_relevant > 0
+        self.nearest = np.full(num_rows, -np.inf, np.float32)
+        self.nearest[has] = relevant_scores[relevant_offsets[:-1][has]]
+        self.threshold = np.full(num_rows, -np.inf, np.float32)
+        self.threshold[has] = relevant_scores[relevant_offsets[1:][has] - 1]
         self.pool_rows = np.zeros(0, np.int64)
         self.pool_scores = np.zeros(0, np.float32)
-        self.count1 = np.zeros(rows, np.int64)
+        self.count_at_nearest = np.zeros(num_rows, np.int64)
 
-    def _rank_positives(self, rows, neg_rows, neg_scores):
+    def _rank_relevant(self, rows, neg_rows, neg_scores):
         """For the relevant items of `rows` (sorted, unique): (row, m, c_m, s_(m)).
 
         `c_m` is the number of pooled irrelevant items at distance <= s_(m)
         (pessimistic ties: an irrelevant item at equal distance comes first).
         """
-        counts = self.R[rows]
+        counts = self.num_relevant[rows]
         p_rows = np.repeat(rows, counts)
         within = np.arange(p_rows.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
-        p_index = np.repeat(self.pos_offsets[rows], counts) + within
+        p_index = np.repeat(self.relevant_offsets[rows], counts) + within
         neg_keys = np.sort(_sort_keys(neg_rows, neg_scores))
-        c = np.searchsorted(neg_keys, self.pos_keys[p_index], side="right") - np.searchsorted(
-            neg_keys, p_rows.astype(np.uint64) << np.uint64(32), side="left"
-        )
-        return p_rows, within + 1, c, self.pos_scores[p_index]
+        c = np.searchsorted(
+            neg_keys, self.relevant_keys[p_index], side="right"
+        ) - np.searchsorted(neg_keys, p_rows.astype(np.uint64) << np.uint64(32), side="left")
+        return p_rows, within + 1, c, self.relevant_scores[p_index]
 
     def add_candidates(self, new_rows, new_scores):
         """Adds irrelevant items under `T`, then tightens `T` and prunes."""
@@ -172,17 +124,19 @@ class _Block:
         old = np.isin(self.pool_rows, touched)
         neg_rows = np.concatenate([self.pool_rows[old], new_rows])
         neg_scores = np.concatenate([self.pool_scores[old], new_scores])
-        p_rows, m, c, s = self._rank_positives(touched, neg_rows, neg_scores)
+        p_rows, m, c, s = self._rank_relevant(touched, neg_rows, neg_scores)
         # Relevant items beyond the current T are already out of the first R
         # (and the pool no longer holds the irrelevant items before them).
-        alive = (c + m <= self.R[p_rows]) & (s <= self.T[p_rows])
+        alive = (c + m <= self.num_relevant[p_rows]) & (s <= self.threshold[p_rows])
         # c_m + m grows with m, so the live relevant items form a prefix.
-        m_star = np.bincount(p_rows[alive], minlength=self.rows)[touched]
+        m_star = np.bincount(p_rows[alive], minlength=self.num_rows)[touched]
         new_t = np.full(touched.shape[0], -np.inf, np.float32)
         live = m_star > 0
-        new_t[live] = self.pos_scores[self.pos_offsets[touched[live]] + m_star[live] - 1]
-        self.T[touched] = new_t
-        keep = neg_scores <= self.T[neg_rows]
+        new_t[live] = self.relevant_scores[
+            self.relevant_offsets[touched[live]] + m_star[live] - 1
+        ]
+        self.threshold[touched] = new_t
+        keep = neg_scores <= self.threshold[neg_rows]
         self.pool_rows = np.concatenate([self.pool_rows[~old], neg_rows[keep]])
         self.pool_scores = np.concatenate([self.pool_scores[~old], neg_scores[keep]])
 
@@ -200,68 +154,80 @@ class _Block:
         Returns:
             Whether any T changed.
         """
-        heavy = np.nonzero((self.T > -np.inf) & (counts > np.maximum(4 * self.R, 32)))[0]
+        heavy = np.nonzero(
+            (self.threshold > -np.inf) & (counts > np.maximum(4 * self.num_relevant, 32))
+        )[0]
         if heavy.shape[0] == 0:
             return False
-        kth = int(self.R[heavy].max()) - 1
+        kth = int(self.num_relevant[heavy].max()) - 1
         if kth >= x.shape[1]:
             return False
         u = np.partition(x[heavy], kth, axis=1)[:, kth]
-        t = np.minimum(self.T[heavy], u)
-        self.T[heavy] = np.where(u >= self.t1[heavy], t, -np.inf)
+        t = np.minimum(self.threshold[heavy], u)
+        self.threshold[heavy] = np.where(u >= self.nearest[heavy], t, -np.inf)
         return True
 
     def hits(self):
         """(row, position) of relevant items in the first R positions."""
-        rows = np.nonzero(self.R > 0)[0]
-        p_rows, m, c, s = self._rank_positives(rows, self.pool_rows, self.pool_scores)
+        rows = np.nonzero(self.num_relevant > 0)[0]
+        p_rows, m, c, s = self._rank_relevant(rows, self.pool_rows, self.pool_scores)
         position = c + m
         # The pool holds every irrelevant item up to T, so counts are exact for
         # relevant items up to T; those beyond T cannot be in the first R.
-        alive = (position <= self.R[p_rows]) & (s <= self.T[p_rows])
+        alive = (position <= self.num_relevant[p_rows]) & (s <= self.threshold[p_rows])
         return p_rows[alive], position[alive]
 
 
 class _Engine:
+    """The label-sorted augmented gallery and the work on one query block."""
+
     def __init__(self, queries, q_labels, gallery, g_labels, self_mode, distance,
                  block_rows, block_cols, cache_bytes):
         self.self_mode = self_mode
         self.block_rows = block_rows
         self.block_cols = block_cols
-        n, d = gallery.shape
-        self.n = n
-        self.g_order = np.argsort(g_labels, kind="stable")
-        self.gl = g_labels[self.g_order]
-        num_codes = int(max(q_labels.max(), g_labels.max())) + 1
-        codes = np.arange(num_codes)
-        self.class_start = np.searchsorted(self.gl, codes, side="left")
-        self.class_end = np.searchsorted(self.gl, codes, side="right")
-        self.q_order = self.g_order if self_mode else np.argsort(q_labels, kind="stable")
-        self.ql = q_labels[self.q_order]
-        self.R = self.class_end[self.ql] - self.class_start[self.ql] - int(self_mode)
+        self.gallery_size, self.dim = gallery.shape
+        self.gallery_order = np.argsort(g_labels, kind="stable")
+        self.gallery_labels = g_labels[self.gallery_order]
+        codes = np.arange(int(max(q_labels.max(), g_labels.max())) + 1)
+        self.class_start = np.searchsorted(self.gallery_labels, codes, side="left")
+        self.class_end = np.searchsorted(self.gallery_labels, codes, side="right")
+        self.query_order = (
+            self.gallery_order if self_mode else np.argsort(q_labels, kind="stable")
+        )
+        self.query_labels = q_labels[self.query_order]
+        self.num_relevant = (
+            self.class_end[self.query_labels] - self.class_start[self.query_labels]
+            - int(self_mode)
+        )
         self.cosine = distance == "cosine"
         self.queries = queries
-        self.dim = d
-        self.k_dim = d if self.cosine else d + 1
-        # One augmented, label-sorted gallery copy, filled in slices so that no
-        # second full-size temporary is made.
-        self.ga = np.empty((n, self.k_dim), np.float32)
-        step = 8192
-        for a in range(0, n, step):
-            g = gallery[self.g_order[a : a + step]]
-            if self.cosine:
-                np.negative(_normalise_rows(g), out=self.ga[a : a + step])
-            else:
-                np.multiply(g, -2.0, out=self.ga[a : a + step, :d])
-                self.ga[a : a + step, d] = np.einsum("ij,ij->i", g, g, dtype=np.float32)
+        self.k_dim = self.dim if self.cosine else self.dim + 1
+        self.gallery_matrix = self._augmented_gallery(gallery)
         self.cache_chunks = max(1, cache_bytes // (block_rows * block_cols * 4))
         self.num_blocks = -(-queries.shape[0] // block_rows)
-        self.num_chunks = -(-n // block_cols)
+        self.num_chunks = -(-self.gallery_size // block_cols)
+
+    def _augmented_gallery(self, gallery):
+        """Label-sorted rows `[-2 g, |g|^2]` (or `-g / |g|` for cosine).
+
+        Filled in slices so that no second full-size temporary is made.
+        """
+        out = np.empty((self.gallery_size, self.k_dim), np.float32)
+        step = 8192
+        for a in range(0, self.gallery_size, step):
+            g = gallery[self.gallery_order[a : a + step]]
+            if self.cosine:
+                np.negative(inputs.normalise_rows(g), out=out[a : a + step])
+            else:
+                np.multiply(g, -2.0, out=out[a : a + step, : self.dim])
+                out[a : a + step, self.dim] = np.einsum("ij,ij->i", g, g, dtype=np.float32)
+        return out
 
     def _query_block(self, a, b, out):
-        q = self.queries[self.q_order[a:b]]
+        q = self.queries[self.query_order[a:b]]
         if self.cosine:
-            out[: b - a] = _normalise_rows(q)
+            out[: b - a] = inputs.normalise_rows(q)
         else:
             out[: b - a, : self.dim] = q
             out[: b - a, self.dim] = 1.0
@@ -269,90 +235,107 @@ class _Engine:
 
     def _gemm(self, qa, k, buf):
         c0 = k * self.block_cols
-        c1 = min(self.n, c0 + self.block_cols)
+        c1 = min(self.gallery_size, c0 + self.block_cols)
         rows = qa.shape[0]
         out = buf[: rows * (c1 - c0)].reshape(rows, c1 - c0)
-        np.matmul(qa, self.ga[c0:c1].T, out=out)
+        np.matmul(qa, self.gallery_matrix[c0:c1].T, out=out)
         return out
 
-    def run_block(self, index, buffers):
-        a = index * self.block_rows
-        b = min(self.queries.shape[0], a + self.block_rows)
-        rows = b - a
-        qa = self._query_block(a, b, buffers["q"])
-        ql = self.ql[a:b]
-        R = self.R[a:b]
-        C = self.block_cols
+    def _relevant_scores(self, qa, labels, buffers):
+        """Scores of every (query, relevant item) pair, from the band of columns.
 
-        # Relevant items: the band [lo, hi) of the label-sorted gallery.
-        starts = self.class_start[ql]
-        counts = self.class_end[ql] - starts
+        The relevant items of label-sorted queries form the band [lo, hi) of
+        the label-sorted gallery; its column blocks are computed here and kept
+        (up to `cache_chunks`) for the scan.
+
+        Returns:
+            `(p_rows, p_cols, p_vals, band, cached)`.
+        """
+        cols = self.block_cols
+        starts = self.class_start[labels]
+        counts = self.class_end[labels] - starts
         lo, hi = int(starts.min()), int((starts + counts).max())
-        p_rows = np.repeat(np.arange(rows), counts)
+        p_rows = np.repeat(np.arange(qa.shape[0]), counts)
         p_cols = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(
             p_rows.shape[0]
         )
         p_vals = np.empty(p_rows.shape[0], np.float32)
-        band = range(lo // C, (hi - 1) // C + 1) if hi > lo else range(0)
+        band = range(lo // cols, (hi - 1) // cols + 1) if hi > lo else range(0)
         cached = {}
         for slot, k in enumerate(band):
             if slot < self.cache_chunks:
                 if slot == len(buffers["cache"]):
-                    buffers["cache"].append(np.empty(self.block_rows * C, np.float32))
+                    buffers["cache"].append(np.empty(self.block_rows * cols, np.float32))
                 x = self._gemm(qa, k, buffers["cache"][slot])
                 cached[k] = x
             else:
                 x = self._gemm(qa, k, buffers["s"])
-            sel = (p_cols // C) == k
-            p_vals[sel] = x[p_rows[sel], p_cols[sel] - k * C]
+            sel = (p_cols // cols) == k
+            p_vals[sel] = x[p_rows[sel], p_cols[sel] - k * cols]
+        return p_rows, p_cols, p_vals, band, cached
+
+    def _new_state(self, first, num_relevant, p_rows, p_cols, p_vals):
+        """The block's `_Block`, and each query's score against itself (inf if none)."""
+        rows = num_relevant.shape[0]
         self_score = np.full(rows, np.inf, np.float32)
         if self.self_mode:
-            is_self = p_cols == a + p_rows
+            is_self = p_cols == first + p_rows
             self_score[p_rows[is_self]] = p_vals[is_self]
             keep = ~is_self
             p_rows, p_vals = p_rows[keep], p_vals[keep]
         order = np.lexsort((p_vals, p_rows))
-        pos_offsets = np.zeros(rows + 1, np.int64)
-        np.cumsum(R, out=pos_offsets[1:])
-        state = _Block(rows, R, pos_offsets, p_vals[order])
+        offsets = np.zeros(rows + 1, np.int64)
+        np.cumsum(num_relevant, out=offsets[1:])
+        return _Block(rows, num_relevant, offsets, p_vals[order]), self_score
 
-        mask_buf = buffers["mask"]
-        pending_rows, pending_scores, pending = [], [], 0
-        update_every = max(2 * rows, int(R.sum()))
+    def _chunk_order(self, band, cached):
         # One block outside the band first: it holds only irrelevant items, so
-        # it can bound T from above where T starts loose (see _tighten).
+        # it can bound T from above where T starts loose (see _Block.tighten).
         outside = [k for k in range(self.num_chunks) if k not in band]
-        chunk_order = outside[:1] + list(cached) + [k for k in outside[1:]]
-        chunk_order += [k for k in band if k not in cached]
-        for step, k in enumerate(chunk_order):
+        order = outside[:1] + list(cached) + outside[1:]
+        return order + [k for k in band if k not in cached]
+
+    @staticmethod
+    def _count_under(x, state, mask):
+        """Marks the items under each row's threshold and counts them per row.
+
+        One compare per element. A live row (T > -inf) compares against
+        T >= s_(1) and its items are extracted, which also yields its count
+        at s_(1); a finished row only needs the count at s_(1).
+        """
+        live = state.threshold > -np.inf
+        bound = np.where(live, state.threshold, state.nearest)
+        np.less_equal(x, bound[:, None], out=mask[:, : x.shape[1]])
+        return live, _row_counts(mask)
+
+    def _scan(self, state, qa, labels, band, cached, buffers):
+        """Counts and pools every column block's items against the thresholds."""
+        rows, cols = qa.shape[0], self.block_cols
+        pending_rows, pending_scores, pending = [], [], 0
+        update_every = max(2 * rows, int(state.num_relevant.sum()))
+        for step, k in enumerate(self._chunk_order(band, cached)):
             x = cached[k] if k in cached else self._gemm(qa, k, buffers["s"])
-            w = x.shape[1]
-            wpad = -(-w // 8) * 8
-            mask = mask_buf[: rows * wpad].reshape(rows, wpad)
-            if wpad != w:
-                mask[:, w:] = False
-            # One compare per element. A live row (T > -inf) compares against
-            # T >= s_(1) and its items are extracted, which also yields its
-            # count at s_(1); a finished row only needs the count at s_(1).
-            live = state.T > -np.inf
-            np.less_equal(x, np.where(live, state.T, state.t1)[:, None], out=mask[:, :w])
-            counts = _row_counts(mask)
+            width = x.shape[1]
+            padded = -(-width // 8) * 8
+            mask = buffers["mask"][: rows * padded].reshape(rows, padded)
+            if padded != width:
+                mask[:, width:] = False
+            live, counts = self._count_under(x, state, mask)
             if step == 0 and k not in band and state.tighten(x, counts):
-                live = state.T > -np.inf
-                np.less_equal(x, np.where(live, state.T, state.t1)[:, None],
-                              out=mask[:, :w])
-                counts = _row_counts(mask)
-            state.count1 += np.where(live, 0, counts)
+                live, counts = self._count_under(x, state, mask)
+            state.count_at_nearest += np.where(live, 0, counts)
             busy = np.nonzero(live & (counts > 0))[0]
             if busy.shape[0] == 0:
                 continue
             r_idx, c_idx = _nonzero_rows(mask, busy)
             vals = x[r_idx, c_idx]
-            state.count1 += np.bincount(r_idx[vals <= state.t1[r_idx]], minlength=rows)
-            neg = self.gl[k * C + c_idx] != ql[r_idx]
-            if np.any(neg):
-                pending_rows.append(r_idx[neg])
-                pending_scores.append(vals[neg])
+            state.count_at_nearest += np.bincount(
+                r_idx[vals <= state.nearest[r_idx]], minlength=rows
+            )
+            irrelevant = self.gallery_labels[k * cols + c_idx] != labels[r_idx]
+            if np.any(irrelevant):
+                pending_rows.append(r_idx[irrelevant])
+                pending_scores.append(vals[irrelevant])
                 pending += pending_rows[-1].shape[0]
             # Tightening T sorts the pool with the relevant items: batch it,
             # but before the stale thresholds let many needless items through.
@@ -363,32 +346,49 @@ class _Engine:
         if pending:
             state.add_candidates(np.concatenate(pending_rows), np.concatenate(pending_scores))
 
+    @staticmethod
+    def _summary(state, self_score):
+        """The block's `RankSummary` from its finished state."""
+        rows, num_relevant = state.num_rows, state.num_relevant
         # Irrelevant items at distance <= s_(1): all counted items, less the
         # relevant ones tied at s_(1) and the query itself.
-        pos_le = np.bincount(
-            np.repeat(np.arange(rows), R)[state.pos_scores <= np.repeat(state.t1, R)],
+        relevant_tied = np.bincount(
+            np.repeat(np.arange(rows), num_relevant)[
+                state.relevant_scores <= np.repeat(state.nearest, num_relevant)
+            ],
             minlength=rows,
         )
-        c1 = state.count1 - pos_le - (self_score <= state.t1)
-        first = np.where(R > 0, c1 + 1, 0).astype(np.int64)
+        before = state.count_at_nearest - relevant_tied - (self_score <= state.nearest)
+        first = np.where(num_relevant > 0, before + 1, 0).astype(np.int64)
         h_rows, h_pos = state.hits()
         order = np.lexsort((h_pos, h_rows))
         offsets = np.zeros(rows + 1, np.int64)
         np.cumsum(np.bincount(h_rows, minlength=rows), out=offsets[1:])
         return ranking.RankSummary(
-            num_relevant=R.astype(np.int64),
+            num_relevant=num_relevant.astype(np.int64),
             first_relevant=first,
             hit_offsets=offsets,
             hit_positions=h_pos[order].astype(np.int64),
         )
 
+    def run_block(self, index, buffers):
+        """The exact `RankSummary` of query block `index` (label-sorted order)."""
+        a = index * self.block_rows
+        b = min(self.queries.shape[0], a + self.block_rows)
+        qa = self._query_block(a, b, buffers["q"])
+        labels = self.query_labels[a:b]
+        p_rows, p_cols, p_vals, band, cached = self._relevant_scores(qa, labels, buffers)
+        state, self_score = self._new_state(a, self.num_relevant[a:b], p_rows, p_cols, p_vals)
+        self._scan(state, qa, labels, band, cached, buffers)
+        return self._summary(state, self_score)
+
     def new_buffers(self):
         rows, cols = self.block_rows, self.block_cols
-        wpad = -(-cols // 8) * 8
+        padded = -(-cols // 8) * 8
         return {
             "q": np.empty((rows, self.k_dim), np.float32),
             "s": np.empty(rows * cols, np.float32),
-            "mask": np.zeros(rows * wpad, bool),
+            "mask": np.zeros(rows * padded, bool),
             "cache": [],  # grown on demand, up to cache_chunks blocks
         }
 
@@ -435,11 +435,7 @@ def blocked_rank_summary(
     Returns:
         A `RankSummary` in the order of `embeddings`, with exact ranks.
     """
-    if distance not in ("euclidean", "squared_euclidean", "cosine"):
-        raise ValueError(
-            "Expected distance to be 'euclidean', 'squared_euclidean' or "
-            f"'cosine'. Received: distance={distance!r}"
-        )
+    inputs.check_distance(distance)
     if not 8 <= int(block_cols) <= _MAX_BLOCK_COLS:
         raise ValueError(
             f"Expected 8 <= block_cols <= {_MAX_BLOCK_COLS}. "
@@ -447,7 +443,7 @@ def blocked_rank_summary(
         )
     if block_rows is not None and int(block_rows) < 1:
         raise ValueError(f"Expected block_rows >= 1. Received: block_rows={block_rows}")
-    queries, q_labels, gallery, g_labels, self_mode = prepare_inputs(
+    queries, q_labels, gallery, g_labels, self_mode = inputs.retrieval_inputs(
         embeddings, labels, gallery_embeddings, gallery_labels
     )
     num_threads = default_num_threads() if num_threads is None else int(num_threads)
@@ -458,7 +454,18 @@ def blocked_rank_summary(
     block_rows = min(int(block_rows), queries.shape[0])
     engine = _Engine(queries, q_labels, gallery, g_labels, self_mode, distance,
                      block_rows, int(block_cols), int(cache_bytes))
-    num_threads = min(num_threads, engine.num_blocks)
+    summary = ranking.concatenate(_run_blocks(engine, min(num_threads, engine.num_blocks)))
+    inverse = np.empty_like(engine.query_order)
+    inverse[engine.query_order] = np.arange(engine.query_order.shape[0])
+    return summary.take(inverse)
+
+
+def _run_blocks(engine, num_threads):
+    """Every block's `RankSummary`, in block order, from `num_threads` workers.
+
+    Workers take block indices from a shared counter; with more than one,
+    BLAS is limited to one thread so that our threads share the cores.
+    """
     results = [None] * engine.num_blocks
     errors = []
     counter = iter(range(engine.num_blocks))
@@ -480,7 +487,7 @@ def blocked_rank_summary(
     if num_threads == 1:
         work()
     else:
-        with _single_threaded_blas():
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
             threads = [threading.Thread(target=work) for _ in range(num_threads)]
             for t in threads:
                 t.start()
@@ -488,25 +495,4 @@ def blocked_rank_summary(
                 t.join()
     if errors:
         raise errors[0]
-    summary = ranking.concatenate(results)
-    inverse = np.empty_like(engine.q_order)
-    inverse[engine.q_order] = np.arange(engine.q_order.shape[0])
-    return summary.take(inverse)
-
-
-class _single_threaded_blas:
-    """Limits BLAS to one thread while our own threads share the cores."""
-
-    def __enter__(self):
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - threadpoolctl ships with sklearn
-            self._limits = None
-            return self
-        self._limits = threadpool_limits(limits=1, user_api="blas")
-        return self
-
-    def __exit__(self, *exc):
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-        return False
+    return results

@@ -1,9 +1,9 @@
 """NMI of k-means clusters against the class labels."""
 
 import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
 
-from keras_mdr.evaluation.blocked_ranks import _as_labels, _as_matrix, _normalise_rows
-from keras_mdr.evaluation.knn import check_distance
+from keras_mdr.evaluation import inputs
 
 
 def kmeans_assignments(embeddings, n_clusters, *, distance="euclidean", seed=0, niter=20,
@@ -19,10 +19,10 @@ def kmeans_assignments(embeddings, n_clusters, *, distance="euclidean", seed=0, 
     """
     import faiss
 
-    check_distance(distance)
-    x = _as_matrix("embeddings", embeddings)
+    inputs.check_distance(distance)
+    x = inputs.as_matrix("embeddings", embeddings)
     if distance == "cosine":
-        x = _normalise_rows(x)
+        x = inputs.normalise_rows(x)
     n_clusters = int(n_clusters)
     if not 1 <= n_clusters <= x.shape[0]:
         raise ValueError(
@@ -55,35 +55,15 @@ def nmi(embeddings, labels, *, n_clusters=None, distance="euclidean", seed=0, ni
         nredo: k-means restarts (the best is kept).
 
     Returns:
-        float in [0, 1]: `I(C; Y) / mean(H(C), H(Y))` (arithmetic mean, as
-        scikit-learn's `normalized_mutual_info_score`).
+        float in [0, 1]: scikit-learn's `normalized_mutual_info_score` of
+        the clusters against the labels (`I(C; Y) / mean(H(C), H(Y))`).
     """
-    x = _as_matrix("embeddings", embeddings)
-    labels = _as_labels("labels", labels, x.shape[0])
+    x = inputs.as_matrix("embeddings", embeddings)
+    labels = inputs.as_labels("labels", labels, x.shape[0])
     codes = np.unique(labels, return_inverse=True)[1]
     if n_clusters is None:
         n_clusters = int(codes.max()) + 1
     clusters = kmeans_assignments(
         x, n_clusters, distance=distance, seed=seed, niter=niter, nredo=nredo
     )
-    return normalized_mutual_information(codes, clusters)
-
-
-def normalized_mutual_information(a, b):
-    """NMI of two labelings, arithmetic normalisation; 1.0 when both are constant."""
-    a = np.unique(np.asarray(a), return_inverse=True)[1]
-    b = np.unique(np.asarray(b), return_inverse=True)[1]
-    n = a.shape[0]
-    pair = a.astype(np.int64) * (int(b.max()) + 1) + b
-    _, joint = np.unique(pair, return_counts=True)
-    pa = np.bincount(a) / n
-    pb = np.bincount(b) / n
-    pab = joint / n
-    h_a = -np.sum(pa * np.log(pa))
-    h_b = -np.sum(pb * np.log(pb))
-    # I(A;B) = H(A) + H(B) - H(A,B)
-    mi = h_a + h_b - (-np.sum(pab * np.log(pab)))
-    denom = (h_a + h_b) / 2
-    if denom <= 0:
-        return 1.0
-    return float(np.clip(mi / denom, 0.0, 1.0))
+    return float(normalized_mutual_info_score(codes, clusters))

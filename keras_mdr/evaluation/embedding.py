@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_mdr.evaluation import inputs as inputs_lib
+
 
 def embedding_function(model):
     """The function `images -> float32 embeddings` used for a model.
@@ -25,17 +27,6 @@ def embedding_function(model):
     if isinstance(target, keras.layers.Layer):
         return lambda x: target(x, training=False)
     return target
-
-
-def _to_numpy(x):
-    if hasattr(x, "numpy"):
-        return x.numpy()
-    try:
-        import keras
-
-        return keras.ops.convert_to_numpy(x)
-    except Exception:  # noqa: BLE001 - plain arrays and lists
-        return np.asarray(x)
 
 
 def _split_batch(batch):
@@ -118,8 +109,8 @@ def embed_dataset(embed_fn, data, *, batch_size=256, verbose=1):
     bar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
     embeddings, labels = [], []
     for step, (inputs, y) in enumerate(iterate_batches(data, batch_size)):
-        e = np.asarray(_to_numpy(embed_fn(inputs)), dtype=np.float32)
-        y = np.asarray(_to_numpy(y)).reshape(-1)
+        e = np.asarray(inputs_lib.to_numpy(embed_fn(inputs)), dtype=np.float32)
+        y = np.asarray(inputs_lib.to_numpy(y)).reshape(-1)
         if e.ndim != 2 or e.shape[0] != y.shape[0]:
             raise ValueError(
                 "Expected the model to return (batch, dim) embeddings, one per "
@@ -146,10 +137,10 @@ def gather_inputs(data, positions, *, batch_size=256):
     kept, labels = {}, []
     seen = 0
     for inputs, y in iterate_batches(data, batch_size):
-        y = np.asarray(_to_numpy(y)).reshape(-1)
+        y = np.asarray(inputs_lib.to_numpy(y)).reshape(-1)
         lo, hi = np.searchsorted(want, [seen, seen + y.shape[0]])
         if hi > lo:
-            batch_inputs = _to_numpy(inputs)
+            batch_inputs = inputs_lib.to_numpy(inputs)
             for i in want[lo:hi]:
                 kept[int(i)] = np.asarray(batch_inputs[i - seen])
         seen += y.shape[0]

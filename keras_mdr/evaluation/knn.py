@@ -9,18 +9,8 @@ internally is never larger than `block_size x N`.
 
 import numpy as np
 
-from keras_mdr.evaluation import ranking
-from keras_mdr.evaluation.blocked_ranks import _normalise_rows, prepare_inputs
-
-DISTANCES = ("euclidean", "squared_euclidean", "cosine")
-
-
-def check_distance(distance):
-    if distance not in DISTANCES:
-        raise ValueError(
-            f"Expected distance to be one of {DISTANCES}. Received: distance={distance!r}"
-        )
-    return distance
+from keras_mdr.evaluation import inputs, ranking
+from keras_mdr.evaluation.inputs import check_distance, normalise_rows
 
 
 def _faiss():
@@ -39,7 +29,7 @@ def flat_index(gallery, distance="euclidean"):
     gallery = np.ascontiguousarray(gallery, dtype=np.float32)
     if distance == "cosine":
         index = faiss.IndexFlatIP(gallery.shape[1])
-        gallery = _normalise_rows(gallery)
+        gallery = normalise_rows(gallery)
     else:
         index = faiss.IndexFlatL2(gallery.shape[1])
     index.add(gallery)
@@ -90,7 +80,30 @@ def knn_search(
         rule.
     """
     check_distance(distance)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    queries = inputs.as_matrix("queries", queries)
+    self_mode = gallery is None
+    if not self_mode:
+        gallery = inputs.as_matrix("gallery", gallery)
+    exclude_indices = _exclusions(queries, gallery, exclude_self, exclude_indices)
+    if index is None:
+        index = flat_index(queries if self_mode else gallery, distance)
+    extra = int(exclude_indices is not None)
+    k = _check_k(k, index.ntotal, extra)
+    q = normalise_rows(queries) if distance == "cosine" else queries
+    out_idx = np.empty((q.shape[0], k), np.int64)
+    out_raw = np.empty((q.shape[0], k), np.float32)
+    for a in range(0, q.shape[0], block_size):
+        b = min(q.shape[0], a + block_size)
+        raw, idx = index.search(q[a:b], k + extra)
+        if extra:
+            idx, raw = _drop_excluded(idx, raw, exclude_indices[a:b], k)
+        out_idx[a:b] = idx
+        out_raw[a:b] = raw
+    return out_idx, faiss_to_distance(out_raw, distance)
+
+
+def _exclusions(queries, gallery, exclude_self, exclude_indices):
+    """The gallery index to leave out of each query's list, or None."""
     self_mode = gallery is None
     if exclude_self is None:
         exclude_self = self_mode
@@ -100,42 +113,47 @@ def knn_search(
             f"items. Received: {queries.shape[0]} queries, {gallery.shape[0]} gallery items"
         )
     if exclude_self:
-        exclude_indices = np.arange(queries.shape[0])
-    if exclude_indices is not None:
-        exclude_indices = np.asarray(exclude_indices, np.int64).reshape(-1)
-        if exclude_indices.shape[0] != queries.shape[0]:
-            raise ValueError(
-                f"Expected one exclude index a query ({queries.shape[0]}). "
-                f"Received: exclude_indices.shape={exclude_indices.shape}"
-            )
-    if index is None:
-        index = flat_index(queries if self_mode else gallery, distance)
-    n = index.ntotal
+        return np.arange(queries.shape[0])
+    if exclude_indices is None:
+        return None
+    exclude_indices = np.asarray(exclude_indices, np.int64).reshape(-1)
+    if exclude_indices.shape[0] != queries.shape[0]:
+        raise ValueError(
+            f"Expected one exclude index a query ({queries.shape[0]}). "
+            f"Received: exclude_indices.shape={exclude_indices.shape}"
+        )
+    return exclude_indices
+
+
+def _check_k(k, gallery_size, excluded):
     k = int(k)
-    extra = int(exclude_indices is not None)
-    if not 1 <= k <= n - extra:
-        raise ValueError(f"Expected 1 <= k <= {n - extra}. Received: k={k}")
-    q = _normalise_rows(queries) if distance == "cosine" else queries
-    out_idx = np.empty((q.shape[0], k), np.int64)
-    out_raw = np.empty((q.shape[0], k), np.float32)
-    for a in range(0, q.shape[0], block_size):
-        b = min(q.shape[0], a + block_size)
-        raw, idx = index.search(q[a:b], k + extra)
-        if extra:
-            own = idx == exclude_indices[a:b, None]
-            # Drop the query itself; if a tie pushed it out of the list, drop
-            # the last neighbour instead.
-            drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-            keep = np.ones_like(own)
-            keep[np.arange(b - a), drop] = False
-            idx = idx[keep].reshape(b - a, k)
-            raw = raw[keep].reshape(b - a, k)
-        out_idx[a:b] = idx
-        out_raw[a:b] = raw
-    if distance == "cosine":
-        out_raw = 1.0 - out_raw
-        return out_idx, out_raw
-    return out_idx, faiss_to_distance(out_raw, distance)
+    reachable = gallery_size - excluded
+    if reachable < 1:
+        raise ValueError(
+            "Expected a gallery with at least one item besides the query itself. "
+            f"Received: a gallery of {gallery_size} item(s)"
+            + (", each query's own item left out." if excluded else ".")
+        )
+    if not 1 <= k <= reachable:
+        raise ValueError(
+            f"Expected 1 <= k <= {reachable}, the number of gallery items a query "
+            f"can retrieve. Received: k={k}"
+        )
+    return k
+
+
+def _drop_excluded(idx, raw, excluded, k):
+    """Each row's `k` neighbours without its excluded index.
+
+    If a tie pushed the excluded item out of the `k + 1` returned, the last
+    neighbour is dropped instead.
+    """
+    rows = idx.shape[0]
+    own = idx == excluded[:, None]
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    keep = np.ones_like(own)
+    keep[np.arange(rows), drop] = False
+    return idx[keep].reshape(rows, k), raw[keep].reshape(rows, k)
 
 
 def _row_sort_key(raw, distance):
@@ -168,7 +186,7 @@ def knn_rank_summary(
         A `RankSummary` with `max_rank` set.
     """
     check_distance(distance)
-    queries, q_labels, gallery, g_labels, self_mode = prepare_inputs(
+    queries, q_labels, gallery, g_labels, self_mode = inputs.retrieval_inputs(
         embeddings, labels, gallery_embeddings, gallery_labels
     )
     n = gallery.shape[0]
@@ -179,32 +197,20 @@ def knn_rank_summary(
     fetch = min(n, depth + extra + 1)
     faiss_distance = "cosine" if distance == "cosine" else "squared_euclidean"
     index = flat_index(gallery, faiss_distance)
-    q = _normalise_rows(queries) if distance == "cosine" else queries
+    q = normalise_rows(queries) if distance == "cosine" else queries
     relevance = np.zeros((queries.shape[0], depth), bool)
     exact_gallery = None
     for a in range(0, queries.shape[0], block_size):
         b = min(queries.shape[0], a + block_size)
         raw, idx = index.search(q[a:b], fetch)
-        key = _row_sort_key(raw, distance)
-        if self_mode:
-            own = idx == np.arange(a, b)[:, None]
-            key = np.where(own, np.inf, key)  # the query goes last, then is cut
-        rel = g_labels[idx] == q_labels[a:b, None]
-        order = _lexsort_rows(key, rel)
-        key = np.take_along_axis(key, order, axis=1)
-        rel = np.take_along_axis(rel, order, axis=1)
-        usable = fetch - extra
-        key, rel = key[:, :usable], rel[:, :usable]
-        if usable > depth:
-            # Exact unless the deepest needed position ties with the last item.
-            redo = key[:, depth - 1] >= key[:, usable - 1]
-        else:
-            redo = np.zeros(b - a, bool)  # the whole gallery was returned
-        relevance[a:b] = rel[:, :depth]
+        own = idx == np.arange(a, b)[:, None] if self_mode else None
+        rel, redo = _ranked_relevance(raw, idx, own, g_labels, q_labels[a:b], distance,
+                                      depth)
+        relevance[a:b] = rel
         for r in np.nonzero(redo)[0]:
             if exact_gallery is None:
                 exact_gallery = (
-                    _normalise_rows(gallery) if distance == "cosine"
+                    normalise_rows(gallery) if distance == "cosine"
                     else gallery.astype(np.float64)
                 )
             relevance[a + r] = _exact_row(
@@ -214,6 +220,33 @@ def knn_rank_summary(
     return ranking.summary_from_relevance(
         relevance, num_relevant, max_rank=None if depth >= n - extra else depth
     )
+
+
+def _ranked_relevance(raw, idx, own, g_labels, labels, distance, depth):
+    """Relevance flags of a block's first `depth` positions, tie rule applied.
+
+    Args:
+        own: bool, where each row's list holds the query itself (None
+            when queries and gallery are different items).
+
+    Returns:
+        `(relevance, redo)`: bool `(rows, depth)`, and the rows whose
+        deepest needed position ties with the last item returned (their
+        order among the tied items is unknown: they must be recomputed).
+    """
+    key = _row_sort_key(raw, distance)
+    if own is not None:
+        key = np.where(own, np.inf, key)  # the query goes last, then is cut
+    rel = g_labels[idx] == labels[:, None]
+    order = _lexsort_rows(key, rel)
+    usable = idx.shape[1] - int(own is not None)
+    key = np.take_along_axis(key, order, axis=1)[:, :usable]
+    rel = np.take_along_axis(rel, order, axis=1)[:, :usable]
+    if usable > depth:
+        redo = key[:, depth - 1] >= key[:, usable - 1]
+    else:
+        redo = np.zeros(idx.shape[0], bool)  # the whole gallery was returned
+    return rel[:, :depth], redo
 
 
 def _lexsort_rows(key, rel):

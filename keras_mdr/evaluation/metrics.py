@@ -15,7 +15,7 @@ Two exact engines compute the same numbers:
 
 import numpy as np
 
-from keras_mdr.evaluation import blocked_ranks, knn, ranking
+from keras_mdr.evaluation import blocked_ranks, inputs, knn, ranking
 
 METHODS = ("blocked", "faiss")
 
@@ -47,7 +47,7 @@ def rank_summary(
         **engine_kwargs: passed to the engine (`block_rows`, `block_cols`,
             `num_threads` for "blocked"; `block_size` for "faiss").
     """
-    distance = knn.check_distance(distance)
+    distance = inputs.check_distance(distance)
     if method == "blocked":
         return blocked_ranks.blocked_rank_summary(
             embeddings, labels, gallery_embeddings, gallery_labels,
@@ -76,12 +76,7 @@ def _check_k_range(ks, gallery_size):
 
 
 def _options(embeddings, gallery_embeddings, gallery_labels, distance, method, engine_kwargs):
-    if (gallery_embeddings is None) != (gallery_labels is None):
-        raise ValueError(
-            "Expected gallery_embeddings and gallery_labels together or neither. "
-            f"Received: gallery_embeddings is None={gallery_embeddings is None}, "
-            f"gallery_labels is None={gallery_labels is None}"
-        )
+    inputs.check_gallery(gallery_embeddings, gallery_labels)
     gallery_size = (
         np.shape(embeddings)[0] - 1 if gallery_embeddings is None
         else np.shape(gallery_embeddings)[0]
