@@ -29,7 +29,6 @@ setup(
         "numpy>=1.26",
         "scipy>=1.11",
         "scikit-learn>=1.4",
-        "threadpoolctl>=3.1",
         "matplotlib>=3.8",
         "pillow>=10",
         "threadpoolctl>=3",

@@ -5,9 +5,11 @@ import os
 import keras
 import numpy as np
 
+from keras_mdr import distances as distances_lib
 from keras_mdr import visualization
 from keras_mdr.evaluation import embedding as embedding_lib
-from keras_mdr.evaluation import inputs, knn, metrics
+from keras_mdr.evaluation import knn, metrics
+from keras_mdr.losses import mdr as mdr_lib
 
 
 def _variable_value(obj, name):
@@ -139,7 +141,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self.ks = tuple(int(k) for k in ks)
         self.every_n_epochs = int(every_n_epochs)
         self.prefix = str(prefix)
-        self.distance = inputs.check_distance(distance)
+        self.distance = distances_lib.canonical_distance(distance)
         self.include_map = bool(include_map)
         self.include_nmi = bool(include_nmi)
         self.embed_fn = embed_fn
@@ -211,7 +213,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
             queries,
             os.path.join(self.log_dir, f"distances_epoch_{epoch + 1:03d}.png"),
             labels=q_labels,
-            levels=visualization.DEFAULT_LEVELS if levels is None else levels,
+            levels=mdr_lib.DEFAULT_LEVELS if levels is None else levels,
             mean_std=stats,
             seed=self.seed,
             title=title,

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_mdr import distances as distances_lib
 from keras_mdr.evaluation import embedding as embedding_lib
 from keras_mdr.evaluation import inputs as inputs_lib
 from keras_mdr.evaluation import knn
@@ -78,7 +79,7 @@ class EmbeddingIndex:
         embed_fn=None,
         seed=0,
     ):
-        self.distance = inputs_lib.check_distance(distance)
+        self.distance = distances_lib.canonical_distance(distance)
         if kind not in KINDS:
             raise ValueError(f"Expected kind in {KINDS}. Received: kind={kind!r}")
         self.kind = kind

@@ -41,6 +41,7 @@ import threading
 import numpy as np
 import threadpoolctl
 
+from keras_mdr import distances as distances_lib
 from keras_mdr.evaluation import inputs, ranking
 
 # Byte lanes of a uint64 row sum must not overflow: at most 255 words a row.
@@ -435,7 +436,7 @@ def blocked_rank_summary(
     Returns:
         A `RankSummary` in the order of `embeddings`, with exact ranks.
     """
-    inputs.check_distance(distance)
+    distances_lib.canonical_distance(distance)
     if not 8 <= int(block_cols) <= _MAX_BLOCK_COLS:
         raise ValueError(
             f"Expected 8 <= block_cols <= {_MAX_BLOCK_COLS}. "

@@ -3,6 +3,7 @@
 import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 
+from keras_mdr import distances as distances_lib
 from keras_mdr.evaluation import inputs
 
 
@@ -19,7 +20,7 @@ def kmeans_assignments(embeddings, n_clusters, *, distance="euclidean", seed=0, 
     """
     import faiss
 
-    inputs.check_distance(distance)
+    distances_lib.canonical_distance(distance)
     x = inputs.as_matrix("embeddings", embeddings)
     if distance == "cosine":
         x = inputs.normalise_rows(x)

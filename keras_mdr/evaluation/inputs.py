@@ -8,18 +8,6 @@ Each check raises `ValueError("Expected ... Received: ...")` naming the input.
 
 import numpy as np
 
-DISTANCES = ("euclidean", "squared_euclidean", "cosine")
-
-
-def check_distance(distance):
-    """Returns `distance` if it is one of `DISTANCES`, else raises."""
-    if distance not in DISTANCES:
-        raise ValueError(
-            f"Expected distance to be one of {DISTANCES}. Received: distance={distance!r}"
-        )
-    return distance
-
-
 def to_numpy(x):
     """A NumPy array from a tensor (any Keras backend), an array or a list."""
     if hasattr(x, "numpy"):

@@ -9,8 +9,9 @@ internally is never larger than `block_size x N`.
 
 import numpy as np
 
+from keras_mdr import distances as distances_lib
 from keras_mdr.evaluation import inputs, ranking
-from keras_mdr.evaluation.inputs import check_distance, normalise_rows
+from keras_mdr.evaluation.inputs import normalise_rows
 
 
 def _faiss():
@@ -25,7 +26,7 @@ def flat_index(gallery, distance="euclidean"):
     For "cosine", rows are L2-normalised before they are added.
     """
     faiss = _faiss()
-    check_distance(distance)
+    distances_lib.canonical_distance(distance)
     gallery = np.ascontiguousarray(gallery, dtype=np.float32)
     if distance == "cosine":
         index = faiss.IndexFlatIP(gallery.shape[1])
@@ -79,7 +80,7 @@ def knn_search(
         first. Faiss breaks ties arbitrarily; use the metrics for a fixed tie
         rule.
     """
-    check_distance(distance)
+    distances_lib.canonical_distance(distance)
     queries = inputs.as_matrix("queries", queries)
     self_mode = gallery is None
     if not self_mode:
@@ -185,7 +186,7 @@ def knn_rank_summary(
     Returns:
         A `RankSummary` with `max_rank` set.
     """
-    check_distance(distance)
+    distances_lib.canonical_distance(distance)
     queries, q_labels, gallery, g_labels, self_mode = inputs.retrieval_inputs(
         embeddings, labels, gallery_embeddings, gallery_labels
     )

@@ -15,6 +15,7 @@ Two exact engines compute the same numbers:
 
 import numpy as np
 
+from keras_mdr import distances as distances_lib
 from keras_mdr.evaluation import blocked_ranks, inputs, knn, ranking
 
 METHODS = ("blocked", "faiss")
@@ -47,7 +48,7 @@ def rank_summary(
         **engine_kwargs: passed to the engine (`block_rows`, `block_cols`,
             `num_threads` for "blocked"; `block_size` for "faiss").
     """
-    distance = inputs.check_distance(distance)
+    distance = distances_lib.canonical_distance(distance)
     if method == "blocked":
         return blocked_ranks.blocked_rank_summary(
             embeddings, labels, gallery_embeddings, gallery_labels,
