@@ -99,7 +99,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     >>> callback = keras_mdr.callbacks.RetrievalEvaluation((x, y), ks=(1, 2), verbose=0)
     >>> history = model.fit(x, x[:, :4], epochs=1, verbose=0, callbacks=[callback])
     >>> sorted(k for k in history.history if k.startswith("val_"))
-    ['val_map@r', 'val_r_precision', 'val_recall@1', 'val_recall@2']
+    ['val_excluded_queries', 'val_map@r', 'val_num_queries', 'val_r_precision', 'val_recall@1', 'val_recall@2']
 
     Reference:
         Musgrave, Belongie & Lim, "A Metric Learning Reality Check", ECCV 2020
@@ -178,6 +178,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         if self.include_map:
             result["map@r"] = ranks["map@r"]
             result["r_precision"] = ranks["r_precision"]
+        result["num_queries"] = ranks["num_queries"]
+        result["excluded_queries"] = ranks["excluded_queries"]
         if self.include_nmi:
             from keras_mdr.evaluation import clustering
 

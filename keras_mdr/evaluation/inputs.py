@@ -80,6 +80,12 @@ def retrieval_inputs(embeddings, labels, gallery_embeddings=None, gallery_labels
     queries = as_matrix("embeddings", embeddings)
     q_labels = as_labels("labels", labels, queries.shape[0])
     if not check_gallery(gallery_embeddings, gallery_labels):
+        if queries.shape[0] < 2:
+            raise ValueError(
+                "Expected at least 2 embeddings when they are both the queries and "
+                "the gallery (a query is never its own neighbour, so one item has "
+                f"nothing to retrieve). Received: embeddings.shape={queries.shape}"
+            )
         codes = np.unique(q_labels, return_inverse=True)[1].astype(np.int64)
         return queries, codes, queries, codes, True
     gallery = as_matrix("gallery_embeddings", gallery_embeddings)

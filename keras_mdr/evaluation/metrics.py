@@ -5,6 +5,14 @@ protocol; nothing is normalised behind the user's back); `distance="cosine"`
 ranks by cosine similarity instead. The tie rule is stated in `ranking.py`:
 at equal distance an item of another class ranks first.
 
+Queries without a relevant item: a query whose label has no other item in
+the gallery (a class seen once, or, with a separate gallery, a class absent
+from it) has no rank to score. It is excluded from every average (Recall@K,
+MAP@R, R-Precision), as in Musgrave et al. (2020), and reported: a
+`UserWarning` gives the count, `retrieval_metrics` and `metrics_from_ranks`
+return `num_queries` (the queries averaged over) and `excluded_queries`,
+and a `ValueError` is raised when every query is excluded.
+
 Two exact engines compute the same numbers:
 
 * `method="blocked"` (default): blocked GEMM with per-query counts
@@ -50,16 +58,19 @@ def rank_summary(
     """
     distance = distances_lib.canonical_distance(distance)
     if method == "blocked":
-        return blocked_ranks.blocked_rank_summary(
+        summary = blocked_ranks.blocked_rank_summary(
             embeddings, labels, gallery_embeddings, gallery_labels,
             distance=distance, **engine_kwargs,
         )
-    if method == "faiss":
-        return knn.knn_rank_summary(
+    elif method == "faiss":
+        summary = knn.knn_rank_summary(
             embeddings, labels, gallery_embeddings, gallery_labels,
             distance=distance, max_rank=max_rank, **engine_kwargs,
         )
-    raise ValueError(f"Expected method in {METHODS}. Received: method={method!r}")
+    else:
+        raise ValueError(f"Expected method in {METHODS}. Received: method={method!r}")
+    ranking.warn_excluded(summary, separate_gallery=gallery_embeddings is not None)
+    return summary
 
 
 def _summary(embeddings, labels, ks, options):
@@ -68,7 +79,10 @@ def _summary(embeddings, labels, ks, options):
 
 
 def _check_k_range(ks, gallery_size):
-    for k in ranking.check_ks(ks):
+    ks = ranking.check_ks(ks)
+    if gallery_size is None:
+        return  # degenerate inputs: the engine's input checks name the problem
+    for k in ks:
         if k > gallery_size:
             raise ValueError(
                 f"Expected every k <= {gallery_size}, the number of gallery items "
@@ -77,11 +91,13 @@ def _check_k_range(ks, gallery_size):
 
 
 def _options(embeddings, gallery_embeddings, gallery_labels, distance, method, engine_kwargs):
-    inputs.check_gallery(gallery_embeddings, gallery_labels)
-    gallery_size = (
-        np.shape(embeddings)[0] - 1 if gallery_embeddings is None
-        else np.shape(gallery_embeddings)[0]
-    )
+    """Engine options, and the number of items a query can retrieve (None when
+    the inputs are too degenerate to say: the engine then raises)."""
+    separate = inputs.check_gallery(gallery_embeddings, gallery_labels)
+    shape = np.shape(gallery_embeddings if separate else embeddings)
+    gallery_size = None
+    if len(shape) == 2 and shape[0] > int(not separate):
+        gallery_size = shape[0] if separate else shape[0] - 1
     options = dict(gallery_embeddings=gallery_embeddings, gallery_labels=gallery_labels,
                    distance=distance, method=method, **engine_kwargs)
     return options, gallery_size
@@ -109,7 +125,8 @@ def recall_at_k(embeddings, labels, ks=(1, 2, 4, 8), *, gallery_embeddings=None,
 
     Returns:
         dict `{k: fraction in [0, 1]}`, over the queries that have at least
-        one relevant gallery item.
+        one relevant gallery item (the others are excluded with a
+        `UserWarning`; `retrieval_metrics` returns their count).
 
     Example:
 
@@ -153,13 +170,16 @@ def r_precision(embeddings, labels, *, gallery_embeddings=None, gallery_labels=N
 def metrics_from_ranks(summary, ks=(1, 2, 4, 8)):
     """All retrieval metrics of a `RankSummary`, as a flat dict.
 
-    Keys: `"recall@{k}"` for each k, `"map@r"` and `"r_precision"`.
+    Keys: `"recall@{k}"` for each k, `"map@r"` and `"r_precision"`, and the
+    query counts `"num_queries"` (the queries the metrics average over) and
+    `"excluded_queries"` (those left out: no relevant gallery item).
     """
     result = {
         f"recall@{k}": v for k, v in ranking.recall_at_k_from_ranks(summary, ks).items()
     }
     result["map@r"] = ranking.map_at_r_from_ranks(summary)
     result["r_precision"] = ranking.r_precision_from_ranks(summary)
+    result.update(ranking.query_counts(summary))
     return result
 
 
@@ -171,7 +191,9 @@ def retrieval_metrics(embeddings, labels, ks=(1, 2, 4, 8), *, gallery_embeddings
     Arguments as in `recall_at_k`.
 
     Returns:
-        dict with keys `"recall@{k}"`, `"map@r"`, `"r_precision"`.
+        dict with keys `"recall@{k}"`, `"map@r"`, `"r_precision"` (floats),
+        `"num_queries"` and `"excluded_queries"` (ints; see the module
+        docstring for which queries are excluded).
     """
     options, size = _options(embeddings, gallery_embeddings, gallery_labels, distance,
                              method, engine_kwargs)

@@ -21,11 +21,14 @@ and under which duplicate embeddings with different labels can only lower a
 score. The distances compared are the ones the engine computes in float32;
 identical embeddings get bitwise identical distances.
 
-A query with no relevant item in the gallery (a class seen once) has no
-defined rank; it is left out of every average, as in Musgrave et al. (2020).
+A query with no relevant item in the gallery (a class seen once, or a class
+absent from a separate gallery) has no defined rank; it is left out of every
+average, as in Musgrave et al. (2020), and reported (`query_counts`,
+`warn_excluded`).
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -109,10 +112,40 @@ def concatenate(summaries):
 def _check_any_valid(summary):
     if not np.any(summary.valid):
         raise ValueError(
-            "Expected at least one query whose label appears elsewhere in the "
-            "gallery; every query is alone in its class, so no retrieval "
-            f"metric is defined. Received: num_queries={summary.num_queries}"
+            "Expected at least one query with a relevant gallery item (another "
+            "item of its label); no query has one, so no retrieval metric is "
+            f"defined. Received: {summary.num_queries} queries, all excluded."
         )
+
+
+def query_counts(summary):
+    """`{"num_queries": counted, "excluded_queries": left out}` of a summary.
+
+    The metrics average over the `num_queries` queries with R >= 1; the
+    `excluded_queries` with R = 0 have no relevant gallery item.
+    """
+    counted = int(np.count_nonzero(summary.valid))
+    return {"num_queries": counted, "excluded_queries": summary.num_queries - counted}
+
+
+def warn_excluded(summary, separate_gallery=False):
+    """A `UserWarning` naming how many queries the metrics leave out, if any."""
+    counts = query_counts(summary)
+    excluded = counts["excluded_queries"]
+    if excluded == 0 or counts["num_queries"] == 0:
+        return  # nothing left out, or every query: the metrics raise instead
+    reason = (
+        "their label is absent from the gallery" if separate_gallery
+        else "they are alone in their class"
+    )
+    warnings.warn(
+        f"{excluded} of {summary.num_queries} queries have no relevant gallery "
+        f"item ({reason}); they are excluded from every retrieval metric, which "
+        f"averages over the other {counts['num_queries']} (num_queries="
+        f"{counts['num_queries']}, excluded_queries={excluded}).",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def recall_at_k_per_query(summary, k):

@@ -41,9 +41,11 @@ def reference_metrics(queries, q_labels, ks, gallery=None, g_labels=None, distan
     rows = ranked_relevance(queries, q_labels, gallery, g_labels, distance)
     recall = {k: [] for k in ks}
     aps, rps = [], []
+    excluded = 0
     for rel in rows:
         R = int(rel.sum())
         if R == 0:
+            excluded += 1
             continue
         for k in ks:
             recall[k].append(float(rel[:k].any()))
@@ -60,4 +62,6 @@ def reference_metrics(queries, q_labels, ks, gallery=None, g_labels=None, distan
         **{f"recall@{k}": float(np.mean(v)) for k, v in recall.items()},
         "map@r": float(np.mean(aps)),
         "r_precision": float(np.mean(rps)),
+        "num_queries": len(rows) - excluded,
+        "excluded_queries": excluded,
     }

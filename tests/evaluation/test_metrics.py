@@ -1,6 +1,7 @@
 """Both exact engines (blocked GEMM, faiss) against a brute-force reference."""
 
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -79,10 +80,65 @@ def test_query_vs_gallery_matches_brute_force(engine, data):
     g, gy = make(4, n=140)
     qy[:5] = 999  # labels absent from the gallery: those queries are left out
     want = reference_metrics(q, qy, KS, g, gy)
-    got = evaluation.retrieval_metrics(
-        q, qy, KS, gallery_embeddings=g, gallery_labels=gy, **ENGINES[engine]
-    )
+    assert want["excluded_queries"] >= 5
+    with pytest.warns(UserWarning, match=f"{want['excluded_queries']} of 60 queries"):
+        got = evaluation.retrieval_metrics(
+            q, qy, KS, gallery_embeddings=g, gallery_labels=gy, **ENGINES[engine]
+        )
     _check(got, want)
+
+
+@pytest.mark.parametrize("method", ["blocked", "faiss"])
+def test_queries_without_a_relevant_item_are_excluded_and_reported(method):
+    """Half the queries' classes are absent from the gallery (issue 12).
+
+    Queries 0, 1 (class 0) each have their match in the gallery at distance
+    0.1 and hit at K=1; queries 2, 3 (class 5, absent) have none. Recall@1 is
+    1.0 over the 2 counted queries, and the 2 others are reported.
+    """
+    q = np.array([[0.0], [10.0], [20.0], [30.0]], np.float32)
+    qy = np.array([0, 0, 5, 5])
+    g = np.array([[0.1], [10.1], [50.0]], np.float32)
+    gy = np.array([0, 0, 1])
+    kwargs = dict(gallery_embeddings=g, gallery_labels=gy, method=method)
+    with pytest.warns(UserWarning, match="2 of 4 queries have no relevant gallery item"):
+        result = evaluation.retrieval_metrics(q, qy, (1,), **kwargs)
+    assert result["recall@1"] == 1.0
+    assert result["num_queries"] == 2 and result["excluded_queries"] == 2
+    with pytest.warns(UserWarning, match="absent from the gallery"):
+        assert evaluation.recall_at_k(q, qy, (1,), **kwargs) == {1: 1.0}
+    with pytest.raises(ValueError, match="no query has one"):
+        evaluation.retrieval_metrics(q[2:], qy[2:], (1,), **kwargs)
+
+
+def test_no_warning_when_every_query_counts():
+    x, y = _continuous(0)
+    y = np.repeat(np.arange(75), 2)  # every class twice: every query counts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = evaluation.retrieval_metrics(x, y, (1,))
+    assert result["num_queries"] == 150 and result["excluded_queries"] == 0
+
+
+@pytest.mark.parametrize(
+    "embeddings, gallery, match",
+    [
+        (np.zeros((0, 3)), None, r"non-empty 2-D array.*embeddings.shape=\(0, 3\)"),
+        (np.zeros((1, 3)), None, r"at least 2 embeddings.*embeddings.shape=\(1, 3\)"),
+        (np.zeros((2, 3)), np.zeros((0, 3)),
+         r"non-empty 2-D array.*gallery_embeddings.shape=\(0, 3\)"),
+    ],
+)
+@pytest.mark.parametrize("method", ["blocked", "faiss"])
+def test_degenerate_inputs_name_the_problem(method, embeddings, gallery, match):
+    labels = np.zeros(embeddings.shape[0])
+    kwargs = {} if gallery is None else dict(gallery_embeddings=gallery,
+                                              gallery_labels=np.zeros(gallery.shape[0]))
+    for fn in (evaluation.retrieval_metrics, evaluation.recall_at_k):
+        with pytest.raises(ValueError, match=match):
+            fn(embeddings, labels, (1,), method=method, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        evaluation.map_at_r(embeddings, labels, method=method, **kwargs)
 
 
 def test_public_functions_agree_with_retrieval_metrics():
@@ -90,6 +146,7 @@ def test_public_functions_agree_with_retrieval_metrics():
     all_metrics = evaluation.retrieval_metrics(x, y, KS)
     recall = evaluation.recall_at_k(x, y, KS)
     assert recall == {k: all_metrics[f"recall@{k}"] for k in KS}
+    assert all_metrics["num_queries"] + all_metrics["excluded_queries"] == x.shape[0]
     assert all(0.0 <= v <= 1.0 for v in recall.values())
     assert evaluation.map_at_r(x, y) == all_metrics["map@r"]
     assert evaluation.r_precision(x, y) == all_metrics["r_precision"]
