@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+import quiet_start  # noqa: F401  (first: TensorFlow start-up messages off)
 from absl import app
 from absl import flags
 

@@ -4,11 +4,13 @@ Usage:
     python examples/train_digits.py --output_dir=runs/digits
 
 Restarting the same command resumes from the last checkpoint in --output_dir.
-Flags and defaults: `python examples/train_digits.py --helpfull`; the presets are
-in keras_mdr/training/presets.py. The run directory ends with a Recall@K table,
+Flags, grouped, with their defaults: `python examples/train_digits.py --help` (absl's
+own: --helpfull); the presets are in keras_mdr/training/presets.py. --verbose=2
+also shows TensorFlow's start-up messages. The run directory ends with a Recall@K table,
 pictures and a TF Serving SavedModel in export/<version>/.
 """
 
+import quiet_start  # noqa: F401  (first: TensorFlow start-up messages off)
 from absl import app
 
 from keras_mdr.training import cli
@@ -22,4 +24,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, "digits", __doc__))

@@ -5,11 +5,13 @@ Usage:
     python examples/train_sop.py --data_dir=... --strategy=mirrored --mixed_precision=auto --xla
 
 Restarting the same command resumes from the last checkpoint in --output_dir.
-Flags and defaults: `python examples/train_sop.py --helpfull`; the presets are
-in keras_mdr/training/presets.py. The run directory ends with a Recall@K table,
+Flags, grouped, with their defaults: `python examples/train_sop.py --help` (absl's
+own: --helpfull); the presets are in keras_mdr/training/presets.py. --verbose=2
+also shows TensorFlow's start-up messages. The run directory ends with a Recall@K table,
 pictures and a TF Serving SavedModel in export/<version>/.
 """
 
+import quiet_start  # noqa: F401  (first: TensorFlow start-up messages off)
 from absl import app
 
 from keras_mdr.training import cli
@@ -23,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, "sop", __doc__))

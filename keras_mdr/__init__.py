@@ -12,6 +12,8 @@ from keras_mdr.losses import (
 from keras_mdr.losses import ArcFaceLoss, ContrastiveLoss, MarginLoss, MultiSimilarityLoss
 from keras_mdr.losses import NTXentLoss, ProxyAnchorLoss, SupConLoss
 from keras_mdr.models import MDRModel, MDRTrainStepMixin
+# Last: registers the layers a run's checkpoints hold (Preprocess, InferenceBatchNormalization).
+from keras_mdr import training  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -38,5 +40,6 @@ __all__ = [
     "losses",
     "optimizers",
     "preprocessing",
+    "training",
     "validation",
 ]

@@ -1,62 +1,127 @@
-"""absl flags shared by the example scripts, with a dataset preset's defaults."""
+"""absl flags shared by the example scripts, with a dataset preset's defaults.
 
+`--help` lists these flags by group with their defaults; absl's own flags
+stay under `--helpfull`. A bad value is one `error:` line on stderr (exit
+status 2), before any file is written.
+"""
+
+import dataclasses
 import sys
 
+from absl import app
 from absl import flags
 from absl import logging
 
+from keras_mdr import validation
 from keras_mdr.training import presets
 from keras_mdr.training import trainer
 
 FLAGS = flags.FLAGS
 
+# (group, [(kind, name, help)]); defaults come from the preset.
+FLAG_GROUPS = (
+    ("Data", [
+        ("string", "data_dir", "Dataset folder (see keras_mdr.data.load_dataset for layouts)."),
+        ("integer", "image_size", "Training crop / input size."),
+        ("integer", "resize_size", "Resize before cropping (paper: 256)."),
+        ("float", "validation_classes",
+         "Training classes held out for validation (count, or fraction < 1)."),
+    ]),
+    ("Model", [
+        ("string", "backbone",
+         "bn_inception, resnet50, inception_v3, efficientnet_b0, mobilenet_v2 or small_cnn."),
+        ("string", "weights", "imagenet, none, or a path to backbone weights (.pth for bn_inception)."),
+        ("integer", "embedding_dim", "Embedding size."),
+        ("boolean", "freeze_batchnorm", "Freeze BatchNorm layers."),
+    ]),
+    ("Loss and batches", [
+        ("string", "base_loss", "distance_weighted, semihard or hard."),
+        ("float", "margin", "Triplet margin (on scale-normalised embeddings)."),
+        ("float", "mdr_weight", "lambda, the MDR weight; 0 is the authors' triplet baseline."),
+        ("float", "level_weight", "nu, the weight of sum(levels^2)."),
+        ("integer", "classes_per_batch", "P: classes per batch (at least 2)."),
+        ("integer", "images_per_class", "K: images per class (at least 2)."),
+    ]),
+    ("Optimisation", [
+        ("integer", "epochs", "Epochs; raise it to extend a finished run."),
+        ("integer", "steps_per_epoch", "Iterations per epoch."),
+        ("float", "learning_rate", "Adam learning rate (> 0)."),
+        ("string", "lr_decay_epochs",
+         "Comma-separated epochs after which lr is multiplied by lr_decay_factor."),
+        ("float", "lr_decay_factor", "Learning-rate decay factor (> 0)."),
+        ("float", "weight_decay", "Adam weight decay."),
+    ]),
+    ("Evaluation", [
+        ("string", "recall_ks", "Comma-separated K of Recall@K (integers >= 1)."),
+        ("integer", "eval_every", "Evaluate retrieval every n epochs."),
+    ]),
+)
+RUN_FLAGS = ("Run", [
+    ("string", "output_dir", "Run directory: config, logs, checkpoints, pictures, export."),
+    ("string", "strategy", "default, mirrored or multiworker."),
+    ("string", "mixed_precision",
+     "none, auto (float16 on GPU, bfloat16 on CPU), mixed_float16, mixed_bfloat16."),
+    ("boolean", "xla", "Compile the training step with XLA."),
+    ("integer", "seed", "Seed of batches, augmentation, sampling and initialisation."),
+    ("integer", "checkpoint_every", "Also checkpoint every n steps (0: at epoch ends only)."),
+    ("boolean", "export", "Export the encoder as a TF Serving SavedModel."),
+    ("integer", "max_image_pixels", "Pixel cap of the exported bytes signature."),
+    ("integer", "verbose",
+     "0: quiet; 1: progress bars and tables; 2: also TensorFlow's start-up messages."),
+])
+RUN_DEFAULTS = dict(strategy="default", mixed_precision="none", xla=False, seed=0,
+                    checkpoint_every=0, export=True, max_image_pixels=40_000_000, verbose=1)
+LIST_FLAGS = ("lr_decay_epochs", "recall_ks")
 
-def _csv_ints(value):
-    return tuple(int(v) for v in str(value).split(",") if v.strip())
+
+def _groups():
+    return (*FLAG_GROUPS, RUN_FLAGS)
 
 
 def define_flags(preset_name):
     """Defines every training flag with the defaults of `preset_name`'s preset."""
-    p = presets.preset(preset_name)
-    d = flags
-    d.DEFINE_string("data_dir", None, "Dataset folder (see keras_mdr.data.load_dataset for layouts).")
-    d.DEFINE_string("output_dir", f"runs/{preset_name}", "Run directory: config, logs, checkpoints, pictures, export.")
-    d.DEFINE_string("backbone", p["backbone"], "resnet50, inception_v3, efficientnet_b0, mobilenet_v2 or small_cnn.")
-    d.DEFINE_string("weights", p["weights"], "imagenet, none, or a path to backbone weights.")
-    d.DEFINE_integer("embedding_dim", p["embedding_dim"], "Embedding size.")
-    d.DEFINE_integer("image_size", p["image_size"], "Training crop / input size.")
-    d.DEFINE_integer("resize_size", p["resize_size"], "Resize before cropping (paper: 256).")
-    d.DEFINE_integer("epochs", p["epochs"], "Epochs.")
-    d.DEFINE_integer("steps_per_epoch", p["steps_per_epoch"], "Iterations per epoch.")
-    d.DEFINE_integer("classes_per_batch", p["classes_per_batch"], "P: classes per batch.")
-    d.DEFINE_integer("images_per_class", p["images_per_class"], "K: images per class.")
-    d.DEFINE_string("base_loss", p["base_loss"], "distance_weighted, semihard or hard.")
-    d.DEFINE_float("margin", p["margin"], "Triplet margin (on scale-normalised embeddings).")
-    d.DEFINE_float("mdr_weight", p["mdr_weight"], "lambda, the MDR weight; 0 is the authors' triplet baseline.")
-    d.DEFINE_float("level_weight", p["level_weight"], "nu, the weight of sum(levels^2).")
-    d.DEFINE_float("learning_rate", p["learning_rate"], "Adam learning rate.")
-    d.DEFINE_string("lr_decay_epochs", ",".join(map(str, p["lr_decay_epochs"])), "Epochs at which lr is multiplied by lr_decay_factor.")
-    d.DEFINE_float("lr_decay_factor", p["lr_decay_factor"], "Learning-rate decay factor.")
-    d.DEFINE_float("weight_decay", p["weight_decay"], "Adam weight decay.")
-    d.DEFINE_boolean("freeze_batchnorm", p["freeze_batchnorm"], "Freeze BatchNorm layers (paper).")
-    d.DEFINE_string("recall_ks", ",".join(map(str, p["recall_ks"])), "K of Recall@K.")
-    d.DEFINE_integer("eval_every", p["eval_every"], "Evaluate retrieval every n epochs.")
-    d.DEFINE_float("validation_classes", p["validation_classes"], "Training classes held out for validation (count, or fraction < 1).")
-    d.DEFINE_string("strategy", "default", "default, mirrored or multiworker.")
-    d.DEFINE_string("mixed_precision", "none", "none, auto (float16 on GPU, bfloat16 on CPU), mixed_float16, mixed_bfloat16.")
-    d.DEFINE_boolean("xla", False, "Compile the training step with XLA.")
-    d.DEFINE_integer("seed", 0, "Seed of batches, augmentation, sampling and initialisation.")
-    d.DEFINE_integer("checkpoint_every", 0, "Also checkpoint every n steps (0: at epoch ends only).")
-    d.DEFINE_boolean("export", True, "Export the encoder as a TF Serving SavedModel.")
-    d.DEFINE_integer("max_image_pixels", 40_000_000, "Pixel cap of the exported bytes signature.")
-    d.DEFINE_integer("verbose", 1, "0: quiet, 1: progress bars and tables.")
+    defaults = {**presets.preset(preset_name), **RUN_DEFAULTS,
+                "data_dir": None, "output_dir": f"runs/{preset_name}"}
+    for _, group in _groups():
+        for kind, name, text in group:
+            default = defaults[name]
+            if name in LIST_FLAGS:
+                default = ",".join(map(str, default))
+            getattr(flags, f"DEFINE_{kind}")(name, default, text)
+
+
+def help_text(preset_name, doc=""):
+    """The `--help` text: the script's docstring, then our flags by group."""
+    lines = [doc.strip(), "", f"Flags (defaults: the {preset_name!r} preset; "
+             "absl's own flags: --helpfull):"]
+    for title, group in _groups():
+        lines.append(f"\n  {title}:")
+        for _, name, text in group:
+            lines.append(f"    --{name}: {text} (default: {FLAGS[name].default_as_str})")
+    return "\n".join(lines).lstrip() + "\n"
+
+
+def parse_flags(argv, preset_name, doc=""):
+    """`app.run`'s flags parser: `--help` prints `help_text`, then absl parses."""
+    if any(arg in ("-h", "-?", "--help", "--helpshort") for arg in argv[1:]):
+        sys.stdout.write(help_text(preset_name, doc))
+        sys.exit(0)
+    return app.parse_flags_with_usage(argv)
+
+
+def _int_list(name, value):
+    try:
+        return validation.int_list(value, f"--{name}", minimum=None)
+    except ValueError as error:
+        raise presets.ConfigError(str(error)) from None
 
 
 def config_from_flags(preset_name):
-    names = [f.name for f in trainer.presets.TrainConfig.__dataclass_fields__.values()]
+    """The `TrainConfig` the flags describe (a malformed list is a `ConfigError`)."""
+    names = [f.name for f in dataclasses.fields(presets.TrainConfig)]
     values = {n: getattr(FLAGS, n) for n in names if n in FLAGS and n != "dataset"}
-    values["lr_decay_epochs"] = _csv_ints(values["lr_decay_epochs"])
-    values["recall_ks"] = _csv_ints(values["recall_ks"])
+    for name in LIST_FLAGS:
+        values[name] = _int_list(name, values[name])
     if float(values["validation_classes"]).is_integer():
         values["validation_classes"] = int(values["validation_classes"])
     return presets.TrainConfig(dataset=presets.preset(preset_name)["dataset"], **values)
@@ -66,9 +131,8 @@ def main(preset_name):
     """Runs a training from the flags; a configuration error is one line on stderr."""
     # absl's app.run logs INFO by default; keep the console to progress and results.
     logging.set_verbosity(logging.WARNING)
-    config = config_from_flags(preset_name)
     try:
-        trainer.validate(config)
+        config = config_from_flags(preset_name)
         return trainer.train(config)
     except trainer.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

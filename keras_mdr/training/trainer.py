@@ -1,8 +1,10 @@
 """`train(config)`: the one entry point behind every example script.
 
 A run directory holds:
-- `config.json`: the configuration (a restart with another one is refused);
-- `log.csv`, `metrics.jsonl` and `tensorboard/`: per-epoch logs, appended;
+- `config.json`: the configuration (a restart with another one is refused;
+  `--epochs` may be raised to extend a run, see `run_files.EXTENSIBLE`);
+- `metrics.jsonl`, `log.csv` and `tensorboard/`: per-epoch logs, epochs
+  numbered from 1 (`keras_mdr.training.logs`);
 - `checkpoints/last.keras` + `checkpoints/state.json`: the full model (weights,
   MDR levels and statistics, optimizer) every `checkpoint_every` steps and at
   each epoch end; `checkpoints/best.keras` by validation Recall@1;
@@ -10,26 +12,27 @@ A run directory holds:
   retrieval grid;
 - `results.json`: test metrics; `export/<version>/`: the SavedModel for TF Serving.
 
-Restarting the same command resumes from `last.keras` mid-epoch: batches are a
-function of (seed, batch number), augmentations of (seed, image position), the
-triplet sampler of (seed, optimizer step), so a resumed run ends with the same
-variables as one never interrupted.
+Restarting the same command resumes from `last.keras` mid-epoch and replays
+the steps a kill lost on the same data (`keras_mdr.training.checkpoint`).
+Re-running a finished run measures and exports nothing twice.
 """
 
-import json
+import dataclasses
 import os
 import sys
-import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import keras_mdr
 from keras_mdr import data as data_lib
+from keras_mdr import validation
 from keras_mdr import evaluation
+from keras_mdr.training import checkpoint as checkpoint_lib
 from keras_mdr.training import encoders
+from keras_mdr.training import logs as logs_lib
 from keras_mdr.training import presets
+from keras_mdr.training import run_files
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISIONS = ("none", "auto", "mixed_float16", "mixed_bfloat16")
@@ -42,8 +45,37 @@ def _fail(message):
     raise ConfigError(message)
 
 
-def validate(config):
-    """Checks a config before any expensive work; raises a one-line ValueError."""
+def _flag(check, config, name, *args):
+    """Runs a `keras_mdr.validation` check on a config field, as a `ConfigError`."""
+    try:
+        return check(getattr(config, name), f"--{name}", *args)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _validate_numbers(config):
+    for name in ("epochs", "steps_per_epoch", "classes_per_batch", "images_per_class",
+                 "embedding_dim", "eval_every", "image_size", "resize_size"):
+        _flag(validation.positive_int, config, name)
+    if config.classes_per_batch < 2:
+        _fail("--classes_per_batch must be at least 2: a triplet needs a negative class.")
+    if config.images_per_class < 2:
+        _fail("--images_per_class must be at least 2: a triplet needs a positive pair.")
+    for name in ("learning_rate", "lr_decay_factor"):
+        _flag(validation.positive_float, config, name)
+    for name in ("mdr_weight", "level_weight", "weight_decay", "margin"):
+        _flag(validation.non_negative_float, config, name)
+    _flag(validation.non_negative_int, config, "checkpoint_every")
+    if not _flag(validation.int_list, config, "recall_ks"):
+        _fail("--recall_ks needs at least one K.")
+    decay = list(_flag(validation.int_list, config, "lr_decay_epochs"))
+    if decay != sorted(set(decay)):
+        _fail(f"--lr_decay_epochs must be increasing. Received: {decay}.")
+    if config.resize_size < config.image_size:
+        _fail(f"--resize_size ({config.resize_size}) must be >= --image_size ({config.image_size}).")
+
+
+def _validate_choices(config):
     if config.dataset not in data_lib.DATASET_NAMES:
         _fail(f"Unknown dataset {config.dataset!r}: use one of {sorted(data_lib.DATASET_NAMES)}.")
     encoders.check_backbone(config.backbone, config.weights, config.image_size)
@@ -53,18 +85,16 @@ def validate(config):
         _fail(f"Unknown --mixed_precision={config.mixed_precision!r}: use one of {PRECISIONS}.")
     if config.mixed_precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         _fail("--mixed_precision=mixed_float16 needs a GPU; on CPU use mixed_bfloat16 (or auto).")
-    for name in ("epochs", "steps_per_epoch", "classes_per_batch", "images_per_class", "embedding_dim"):
-        if int(getattr(config, name)) < 1:
-            _fail(f"--{name} must be at least 1. Received: {getattr(config, name)}.")
-    if config.images_per_class < 2:
-        _fail("--images_per_class must be at least 2: a triplet needs a positive pair.")
-    if config.resize_size < config.image_size:
-        _fail(f"--resize_size ({config.resize_size}) must be >= --image_size ({config.image_size}).")
-    if config.base_loss not in keras_mdr.losses.mdr_triplet_loss.BASE_LOSSES:
-        _fail(f"Unknown --base_loss={config.base_loss!r}: use one of "
-              f"{keras_mdr.losses.mdr_triplet_loss.BASE_LOSSES}.")
-    if config.mdr_weight < 0:
-        _fail(f"--mdr_weight must be >= 0. Received: {config.mdr_weight}.")
+    try:  # the loss checks its own arguments
+        make_loss(config)
+    except ValueError as error:
+        _fail(f"Bad loss flags (--base_loss, --margin, --mdr_weight, --level_weight): {error}")
+
+
+def validate(config):
+    """Checks a config before any expensive work; raises a one-line `ConfigError`."""
+    _validate_choices(config)
+    _validate_numbers(config)
     if config.dataset in presets.SMALL_IMAGE_DATASETS and config.backbone != "small_cnn":
         if config.image_size < encoders.MIN_IMAGE_SIZE.get(config.backbone, 1):
             _fail(f"--dataset={config.dataset} with --backbone={config.backbone} needs --image_size >= "
@@ -91,9 +121,26 @@ def set_precision(name):
     return name
 
 
+@dataclasses.dataclass
+class RunData:
+    """A run's splits and transforms, and the held-out split it monitors."""
+
+    splits: data_lib.DatasetSplits
+    train_transform: object
+    test_transform: object
+
+    @property
+    def monitor_prefix(self):
+        return "val_" if self.splits.validation is not None else "test_"
+
+    def eval_data(self, split, batch_size=256):
+        return data_lib.eval_dataset(split, batch_size, transform=self.test_transform)
+
+
 def _transforms(config):
     if config.dataset in presets.SMALL_IMAGE_DATASETS:
-        size = None if config.image_size == _native_size(config.dataset) else config.image_size
+        native = {"digits": 8, "fashion_mnist": 28}[config.dataset]
+        size = None if config.image_size == native else config.image_size
         make = lambda flip: data_lib.grayscale_transform(  # noqa: E731
             image_size=size, channels=3, flip=flip, preprocess=None
         )
@@ -108,158 +155,8 @@ def _transforms(config):
     return train, test
 
 
-def _native_size(dataset):
-    return {"digits": 8, "fashion_mnist": 28}[dataset]
-
-
-def _learning_rate(config):
-    boundaries = [int(e) * config.steps_per_epoch for e in config.lr_decay_epochs if 0 < e < config.epochs]
-    if not boundaries:
-        return config.learning_rate
-    values = [config.learning_rate * config.lr_decay_factor**i for i in range(len(boundaries) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-
-
-def build_model(config, channels=3):
-    """The `MDRModel` of a config, compiled with its loss and optimizer."""
-    encoder = encoders.build_encoder(
-        config.backbone, config.weights, config.embedding_dim, config.image_size,
-        channels=channels, freeze_batchnorm=config.freeze_batchnorm,
-    )
-    model = keras_mdr.MDRModel(encoder)
-    model.compile(
-        optimizer=keras.optimizers.Adam(_learning_rate(config), weight_decay=config.weight_decay or None),
-        loss=keras_mdr.MDRTripletLoss(
-            base_loss=config.base_loss, margin=config.margin, mdr_weight=config.mdr_weight,
-            level_weight=config.level_weight, seed=config.seed,
-        ),
-        jit_compile=bool(config.xla),
-    )
-    model.build((None, config.image_size, config.image_size, channels))
-    model.optimizer.build(model.trainable_variables)
-    return model
-
-
-class ResumeCheckpoint(keras.callbacks.Callback):
-    """Saves the whole model atomically every n steps and at each epoch end."""
-
-    def __init__(self, directory, every_n_steps=0):
-        super().__init__()
-        self.directory = directory
-        self.every_n_steps = int(every_n_steps)
-        os.makedirs(directory, exist_ok=True)
-
-    @property
-    def path(self):
-        return os.path.join(self.directory, "last.keras")
-
-    def save(self):
-        step = int(self.model.optimizer.iterations)
-        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}.keras")
-        self.model.save(tmp)
-        os.replace(tmp, self.path)
-        state = os.path.join(self.directory, "state.json")
-        with open(state + ".tmp", "w") as f:
-            json.dump({"step": step, "time": time.time()}, f)
-        os.replace(state + ".tmp", state)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.every_n_steps and int(self.model.optimizer.iterations) % self.every_n_steps == 0:
-            self.save()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.save()
-
-
-class JsonLinesLogger(keras.callbacks.Callback):
-    """Appends each epoch's logs as one JSON line (kept across restarts)."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1}
-        row.update({k: float(v) for k, v in (logs or {}).items()})
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-def _write_config(config, run_dir):
-    path = os.path.join(run_dir, "config.json")
-    wanted = {k: v for k, v in config.to_dict().items() if k not in ("verbose", "output_dir")}
-    wanted = json.loads(json.dumps(wanted))
-    if os.path.exists(path):
-        with open(path) as f:
-            existing = json.load(f)
-        changed = sorted(k for k in wanted if existing.get(k) != wanted[k])
-        if changed:
-            _fail(f"{run_dir} holds a run with another configuration (differs in {changed}): "
-                  "use another --output_dir or the same flags to resume.")
-        return
-    with open(path, "w") as f:
-        json.dump(wanted, f, indent=2)
-
-
-def _eval_data(split, transform, batch_size=256):
-    return data_lib.eval_dataset(split, batch_size, transform=transform)
-
-
-def _embed(encoder, dataset):
-    embeddings, labels = [], []
-    for images, batch_labels in dataset:
-        embeddings.append(np.asarray(encoder(images, training=False), np.float32))
-        labels.append(np.asarray(batch_labels))
-    return np.concatenate(embeddings), np.concatenate(labels)
-
-
-def _test_metrics(encoder, splits, test_transform, ks):
-    if splits.query is not None:
-        q, q_labels = _embed(encoder, _eval_data(splits.query, test_transform))
-        g, g_labels = _embed(encoder, _eval_data(splits.gallery, test_transform))
-        recall = evaluation.recall_at_k(q, q_labels, ks, gallery_embeddings=g, gallery_labels=g_labels)
-        return {f"recall@{k}": v for k, v in recall.items()}
-    embeddings, labels = _embed(encoder, _eval_data(splits.test, test_transform))
-    metrics = {f"recall@{k}": v for k, v in evaluation.recall_at_k(embeddings, labels, ks).items()}
-    metrics["map@r"] = evaluation.map_at_r(embeddings, labels)
-    return metrics
-
-
-def print_table(title, rows, ks, stream=sys.stdout):
-    """Prints a Recall@K table: rows is {row name: {"recall@k": value, ...}}."""
-    extra = sorted({key for r in rows.values() for key in r if not key.startswith("recall@")})
-    header = ["", *[f"R@{k}" for k in ks], *extra]
-    print(f"\n{title}", file=stream)
-    print(" | ".join(f"{h:>10s}" for h in header), file=stream)
-    for name, row in rows.items():
-        cells = [f"{100 * row[f'recall@{k}']:10.2f}" for k in ks]
-        cells += [f"{100 * row[key]:10.2f}" for key in extra]
-        print(" | ".join([f"{name:>10s}", *cells]), file=stream)
-
-
-def train(config):
-    """Trains, evaluates, draws and exports one run; returns its results dict.
-
-    Args:
-        config: a `keras_mdr.training.TrainConfig`.
-
-    Returns:
-        dict with "test" (test metrics of the final model), "best_epoch" and
-        "test_at_best" when a validation split exists, "export_dir" and
-        "run_dir".
-    """
-    validate(config)
-    run_dir = os.path.abspath(config.output_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    _write_config(config, run_dir)
-    keras.utils.set_random_seed(config.seed)
-    precision = set_precision(config.mixed_precision)
-    strategy = make_strategy(config.strategy)
-    replicas = strategy.num_replicas_in_sync
-    if config.classes_per_batch % replicas:
-        _fail(f"--classes_per_batch={config.classes_per_batch} must be a multiple of the "
-              f"{replicas} replicas, so every replica gets whole classes.")
-
+def load_data(config):
+    """Loads the dataset's splits (a missing dataset is a `ConfigError`)."""
     try:
         splits = data_lib.load_dataset(
             config.dataset, data_dir=config.data_dir,
@@ -270,102 +167,243 @@ def train(config):
     if config.classes_per_batch > splits.train.num_classes:
         _fail(f"--classes_per_batch={config.classes_per_batch} exceeds the "
               f"{splits.train.num_classes} training classes of {config.dataset}.")
-    train_transform, test_transform = _transforms(config)
+    return RunData(splits, *_transforms(config))
 
+
+def prepare_devices(config):
+    """Seeds, sets the precision policy and makes the strategy; returns both."""
+    keras.utils.set_random_seed(config.seed)
+    precision = set_precision(config.mixed_precision)
+    strategy = make_strategy(config.strategy)
+    if config.classes_per_batch % strategy.num_replicas_in_sync:
+        _fail(f"--classes_per_batch={config.classes_per_batch} must be a multiple of the "
+              f"{strategy.num_replicas_in_sync} replicas, so every replica gets whole classes.")
+    return strategy, precision
+
+
+def learning_rate(config):
+    """Adam's learning rate: constant, or x `lr_decay_factor` at each decay epoch.
+
+    A decay "at epoch e" applies from the first step of epoch e + 1 (0-based
+    step `e * steps_per_epoch`): `PiecewiseConstantDecay` switches to the next
+    value once `step > boundary`, so the boundary is that step minus one.
+    """
+    if not config.lr_decay_epochs:
+        return config.learning_rate
+    boundaries = [int(e) * config.steps_per_epoch - 1 for e in config.lr_decay_epochs]
+    values = [config.learning_rate * config.lr_decay_factor**i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def make_loss(config):
+    return keras_mdr.MDRTripletLoss(
+        base_loss=config.base_loss, margin=config.margin, mdr_weight=config.mdr_weight,
+        level_weight=config.level_weight, seed=config.seed,
+    )
+
+
+def build_model(config, channels=3):
+    """The `MDRModel` of a config, compiled with its loss and optimizer."""
+    encoder = encoders.build_encoder(
+        config.backbone, config.weights, config.embedding_dim, config.image_size,
+        channels=channels, freeze_batchnorm=config.freeze_batchnorm,
+    )
+    model = keras_mdr.MDRModel(encoder)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate(config), weight_decay=config.weight_decay or None),
+        loss=make_loss(config),
+        jit_compile=bool(config.xla),
+    )
+    model.build((None, config.image_size, config.image_size, channels))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def build_or_resume(config, run, strategy):
+    """Builds the model and restores `last.keras`; returns (model, checkpoint, step)."""
     with strategy.scope():
         model = build_model(config)
-    checkpoints = os.path.join(run_dir, "checkpoints")
-    resume = ResumeCheckpoint(checkpoints, config.checkpoint_every)
-    start_step = 0
-    if os.path.exists(resume.path):
-        model.load_weights(resume.path)
-        start_step = int(model.optimizer.iterations)
-        if config.verbose:
-            print(f"Resuming {run_dir} from step {start_step}.")
+    checkpoint = checkpoint_lib.ResumeCheckpoint(run.checkpoints, config.checkpoint_every)
+    start_step = checkpoint.restore(model)
+    if start_step and config.verbose:
+        print(f"Resuming {run.directory} from step {start_step}.")
+    return model, checkpoint, start_step
 
-    pictures = os.path.join(run_dir, "pictures")
-    monitor_data = splits.validation if splits.validation is not None else splits.test
-    prefix = "val_" if splits.validation is not None else "test_"
-    retrieval = keras_mdr.callbacks.RetrievalEvaluation(
-        _eval_data(monitor_data, test_transform),
-        ks=tuple(config.recall_ks),
-        every_n_epochs=config.eval_every,
-        prefix=prefix,
-        embed_fn=lambda images: model.encoder(images, training=False),
-        log_dir=pictures,
-        plot_distances="epoch",
-        grid_queries=8,
-        grid_k=5,
-        seed=config.seed,
-        verbose=config.verbose,
+
+def test_metrics(encoder, data, ks):
+    """Retrieval metrics of `encoder` on the test classes (In-Shop: query vs gallery)."""
+    splits = data.splits
+
+    def embed(split):
+        return evaluation.embed_dataset(
+            lambda images: encoder(images, training=False), data.eval_data(split), verbose=0
+        )
+
+    if splits.query is not None:
+        (q, q_labels), (g, g_labels) = embed(splits.query), embed(splits.gallery)
+        return evaluation.retrieval_metrics(q, q_labels, ks, gallery_embeddings=g,
+                                            gallery_labels=g_labels)
+    return evaluation.retrieval_metrics(*embed(splits.test), ks)
+
+
+def training_batches(config, data, replicas, first_batch):
+    """The endless class-balanced training batches from batch number `first_batch`."""
+    return data_lib.balanced_dataset(
+        data.splits.train, config.classes_per_batch, config.images_per_class,
+        transform=data.train_transform, seed=config.seed, num_replicas=replicas,
+        start_batch=first_batch,
     )
-    callbacks = [
-        retrieval,
-        keras.callbacks.TerminateOnNaN(),
-        resume,
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
-        JsonLinesLogger(os.path.join(run_dir, "metrics.jsonl")),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
-    ]
+
+
+def _monitored(data):
+    """(data, gallery) the run evaluates each epoch: validation, else test."""
+    splits = data.splits
     if splits.validation is not None:
-        callbacks.insert(1, keras.callbacks.ModelCheckpoint(
-            os.path.join(checkpoints, "best.keras"), monitor=f"val_recall@{config.recall_ks[0]}",
-            mode="max", save_best_only=True,
-        ))
+        return data.eval_data(splits.validation), None
+    if splits.query is not None:
+        return data.eval_data(splits.query), data.eval_data(splits.gallery)
+    return data.eval_data(splits.test), None
 
-    def fit(first_epoch, last_epoch, steps, first_batch):
-        dataset = data_lib.balanced_dataset(
-            splits.train, config.classes_per_batch, config.images_per_class,
-            transform=train_transform, seed=config.seed, num_replicas=replicas,
-            start_batch=first_batch,
-        )
-        model.fit(
-            dataset, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
-            callbacks=callbacks, verbose=config.verbose, shuffle=False,
-        )
 
+def _best_checkpoint(config, run):
+    """`best.keras` by the monitored Recall@1, continuing the best of earlier invocations."""
+    monitor = f"val_recall@{config.recall_ks[0]}"
+    earlier = [r[monitor] for r in logs_lib.read_rows(run.path("metrics.jsonl")) if monitor in r]
+    return keras.callbacks.ModelCheckpoint(
+        run.path("checkpoints", "best.keras"), monitor=monitor, mode="max", save_best_only=True,
+        initial_value_threshold=max(earlier) if earlier else None,
+    )
+
+
+def make_callbacks(config, run, data, model, checkpoint, extra=()):
+    """Retrieval evaluation, logs, TensorBoard, checkpoints, then the user's callbacks.
+
+    The retrieval callback comes first so that the others see its metrics;
+    the logs are written before the checkpoint, so an epoch whose row was
+    written and whose checkpoint was not is redone and logged again (once).
+    """
+    monitor, gallery = _monitored(data)
+    embed = lambda images: model.encoder(images, training=False)  # noqa: E731
+    callbacks = [
+        keras_mdr.callbacks.RetrievalEvaluation(
+            monitor, gallery, ks=tuple(config.recall_ks), every_n_epochs=config.eval_every,
+            prefix=data.monitor_prefix, embed_fn=embed, log_dir=run.path("pictures"),
+            plot_distances="epoch", grid_queries=8, grid_k=5, seed=config.seed,
+            verbose=config.verbose,
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if data.splits.validation is not None:
+        callbacks.append(_best_checkpoint(config, run))
+    callbacks += [
+        logs_lib.RunLogger(run.directory),
+        keras.callbacks.TensorBoard(run.path("tensorboard")),
+        logs_lib.DistanceSummary(
+            next(iter(monitor.take(1)))[0], run.path("tensorboard"), embed,
+            every_n_epochs=config.eval_every, picture_dir=run.path("pictures"),
+        ),
+        checkpoint,
+    ]
+    return callbacks + list(extra)
+
+
+def evaluate_on_test(config, data, model, run, results):
+    """Adds the test metrics (and those of `best.keras`) unless measured at this step."""
+    step = int(model.optimizer.iterations)
+    if results.get("step") == step and "test" in results:
+        return results  # a finished run started again: nothing new to measure
     ks = tuple(config.recall_ks)
-    initial = None
-    if start_step == 0 and config.dataset in presets.SMALL_IMAGE_DATASETS:
-        # What training adds: on digits a random CNN already retrieves well.
-        # (Cheap for the small sets; a full extra test pass for the photo ones.)
-        initial = _test_metrics(model.encoder, splits, test_transform, ks)
-
-    total = config.epochs * config.steps_per_epoch
-    epoch, offset = divmod(start_step, config.steps_per_epoch)
-    if offset and start_step < total:
-        # Finish the interrupted epoch, then the rest with whole epochs.
-        fit(epoch, epoch + 1, config.steps_per_epoch - offset, start_step)
-        epoch += 1
-    if epoch < config.epochs:
-        fit(epoch, config.epochs, config.steps_per_epoch, epoch * config.steps_per_epoch)
-
-    results = {"run_dir": run_dir, "precision": precision, "replicas": replicas}
-    results["test"] = _test_metrics(model.encoder, splits, test_transform, ks)
-    rows = {}
-    if initial is not None:
-        results["test_untrained"] = initial
-        rows["untrained"] = initial
-    rows["final"] = results["test"]
-    best_path = os.path.join(checkpoints, "best.keras")
-    if splits.validation is not None and os.path.exists(best_path):
+    results.update(step=step, test=test_metrics(model.encoder, data, ks))
+    best_path = run.path("checkpoints", "best.keras")
+    if data.splits.validation is not None and os.path.exists(best_path):
         best = keras.saving.load_model(best_path)
-        results["test_at_best"] = _test_metrics(best.encoder, splits, test_transform, ks)
-        rows["best (val)"] = results["test_at_best"]
-    if config.verbose:
-        print_table(f"{config.dataset}: retrieval on the unseen test classes (%)", rows, ks)
-    if config.export:
-        from keras_mdr import export as export_lib
-
-        results["export_dir"] = export_lib.export_for_serving(
-            model.encoder, os.path.join(run_dir, "export"), image_size=config.image_size,
-            resize_size=config.resize_size, max_pixels=config.max_image_pixels,
-        )
-        if config.verbose:
-            print(f"SavedModel for TF Serving: {results['export_dir']}")
-    with open(os.path.join(run_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
+        results["test_at_best"] = test_metrics(best.encoder, data, ks)
+        monitor = f"val_recall@{ks[0]}"
+        rows = [r for r in logs_lib.read_rows(run.path("metrics.jsonl")) if monitor in r]
+        results["best_epoch"] = max(rows, key=lambda r: r[monitor])["epoch"] if rows else None
     return results
 
 
-__all__ = ["ConfigError", "ResumeCheckpoint", "build_model", "print_table", "train", "validate"]
+def export_once(config, run, model, results):
+    """Exports the encoder for TF Serving, unless this step's export already exists."""
+    if not config.export:
+        return
+    done = results.get("export_dir")
+    if done and os.path.isdir(done) and results.get("export_step") == results["step"]:
+        return
+    from keras_mdr import export as export_lib  # needs the TensorFlow backend
+
+    results["export_dir"] = export_lib.export_for_serving(
+        model.encoder, run.path("export"), image_size=config.image_size,
+        resize_size=config.resize_size, max_pixels=config.max_image_pixels,
+    )
+    results["export_step"] = results["step"]
+
+
+def print_table(title, rows, ks, stream=sys.stdout):
+    """Prints a Recall@K table: rows is {row name: {"recall@k": value, ...}}."""
+    extra = sorted({key for r in rows.values() for key in r if not key.startswith("recall@")})
+    header = ["", *[f"R@{k}" for k in ks], *extra]
+    print(f"\n{title}", file=stream)
+    print(" | ".join(f"{h:>12s}" for h in header), file=stream)
+    for name, row in rows.items():
+        cells = [f"{100 * row[f'recall@{k}']:12.2f}" for k in ks]
+        cells += [f"{100 * row[key]:12.2f}" if key in row else f"{'':12s}" for key in extra]
+        print(" | ".join([f"{name:>12s}", *cells]), file=stream)
+
+
+def report(config, results):
+    """Prints the test table (untrained, final, best by validation) and the export."""
+    if not config.verbose:
+        return
+    names = {"test_untrained": "untrained", "test": "final", "test_at_best": "best (val)"}
+    rows = {name: results[key] for key, name in names.items() if key in results}
+    print_table(f"{config.dataset}: retrieval on the unseen test classes (%)", rows,
+                tuple(config.recall_ks))
+    if "export_dir" in results:
+        print(f"SavedModel for TF Serving: {results['export_dir']}")
+
+
+def train(config, callbacks=()):
+    """Trains, evaluates and exports one run; returns its results dict.
+
+    Args:
+        config: a `keras_mdr.training.TrainConfig`.
+        callbacks: extra `keras.callbacks.Callback`s for `fit`, run after
+            the run's own (they see the retrieval metrics in the logs).
+
+    Returns:
+        dict with "test" (test metrics of the final model), "step",
+        "test_untrained" (small datasets), "test_at_best" and "best_epoch"
+        when a validation split exists, "export_dir" and "run_dir".
+    """
+    validate(config)
+    data = load_data(config)
+    strategy, precision = prepare_devices(config)
+    run = run_files.RunFiles(config.output_dir)
+    run.write_config(config)  # every check above passed: the run may start
+    model, checkpoint, start_step = build_or_resume(config, run, strategy)
+    results = run.read_results()
+    results.update(run_dir=run.directory, precision=precision,
+                   replicas=strategy.num_replicas_in_sync)
+    if start_step == 0 and config.dataset in presets.SMALL_IMAGE_DATASETS:
+        # What training adds: on digits a random CNN already retrieves well.
+        results["test_untrained"] = test_metrics(model.encoder, data, tuple(config.recall_ks))
+    run.write_results(results)
+    checkpoint_lib.fit_resumably(
+        model, lambda first: training_batches(config, data, strategy.num_replicas_in_sync, first),
+        make_callbacks(config, run, data, model, checkpoint, callbacks),
+        start_step=start_step, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+        verbose=config.verbose,
+    )
+    evaluate_on_test(config, data, model, run, results)
+    export_once(config, run, model, results)
+    report(config, results)
+    run.write_results(results)
+    return results
+
+
+__all__ = [
+    "ConfigError", "build_model", "learning_rate", "print_table", "test_metrics", "train",
+    "validate",
+]

@@ -1,5 +1,6 @@
 """The training entry point behind the examples: errors, runs, resume, precision."""
 
+import csv
 import json
 import os
 import subprocess
@@ -36,7 +37,12 @@ def _config(tmp_path, **overrides):
         (dict(images_per_class=1), "--images_per_class"),
         (dict(strategy="tpu"), "--strategy"),
         (dict(mixed_precision="mixed_float16"), "needs a GPU"),
-        (dict(base_loss="contrastive"), "--base_loss"),
+        (dict(base_loss="contrastive"), "--base_loss.*contrastive"),
+        (dict(classes_per_batch=1), "--classes_per_batch must be at least 2"),
+        (dict(learning_rate=-1.0), "`--learning_rate` to be a finite number > 0"),
+        (dict(learning_rate=0.0), "`--learning_rate` to be a finite number > 0"),
+        (dict(recall_ks=(0, 1)), "every value of `--recall_ks` to be >= 1"),
+        (dict(lr_decay_epochs=(60, 40)), "--lr_decay_epochs must be increasing"),
         (dict(dataset="cars196", data_dir="/no/such/dir", backbone="resnet50", weights="none",
               image_size=32, resize_size=36), "does not exist"),
         (dict(dataset="folder", backbone="resnet50", weights="none", image_size=32, resize_size=36),
@@ -89,6 +95,18 @@ def test_digits_run_writes_everything(tmp_path):
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert "mdr_level_0" in rows[0] and "test_recall@1" in rows[1]
+    with open(run / "log.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["epoch"] for r in table] == ["1", "2"]  # as metrics.jsonl
+    assert not [c for c in table[0] if c.startswith("val_")]  # no always-empty columns
+    assert float(table[1]["test_recall@1"]) == rows[1]["test_recall@1"]
+    # A run's checkpoint loads in a fresh process after `import keras_mdr` alone.
+    code = ("import sys, keras, keras_mdr; m = keras.saving.load_model(sys.argv[1]); "
+            "print(type(m).__name__, int(m.optimizer.iterations))")
+    proc = subprocess.run([sys.executable, "-c", code, str(run / "checkpoints" / "last.keras")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": REPO})
+    assert proc.stdout.split() == ["MDRModel", "6"], proc.stderr[-2000:]
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -110,25 +128,17 @@ def _final_variables(run_dir):
     ]
 
 
-def test_interrupted_run_resumes_to_the_same_variables(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_variables(tmp_path):
     # 3 epochs of 4 steps; the interrupted run dies at step 6 (mid-epoch 2)
     # having checkpointed every 2 steps.
     common = dict(epochs=3, steps_per_epoch=4, checkpoint_every=2, eval_every=3)
     trainer.train(_config(tmp_path / "a", **common))
     config_b = _config(tmp_path / "b", **common)
-    original_fit = keras.Model.fit
-
-    def fit_with_interrupt(self, *args, **kwargs):
-        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_Interrupt(6)]
-        return original_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", fit_with_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        trainer.train(config_b)
-    monkeypatch.setattr(keras.Model, "fit", original_fit)
+        trainer.train(config_b, callbacks=[_Interrupt(6)])
     state = json.load(open(tmp_path / "b" / "run" / "checkpoints" / "state.json"))
     assert state["step"] == 6
-    lines_before = open(tmp_path / "b" / "run" / "log.csv").read().splitlines()
+    rows_before = [json.loads(line) for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
     trainer.train(config_b)  # the same command again
     model_a, a = _final_variables(tmp_path / "a" / "run")
     model_b, b = _final_variables(tmp_path / "b" / "run")
@@ -137,10 +147,10 @@ def test_interrupted_run_resumes_to_the_same_variables(tmp_path, monkeypatch):
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     # Nothing already written is lost: the log keeps epoch 1 and gains the rest.
-    lines_after = open(tmp_path / "b" / "run" / "log.csv").read().splitlines()
-    assert lines_after[: len(lines_before)] == lines_before
-    epochs = [line.split(",")[0] for line in lines_after[1:] if not line.startswith("epoch")]
-    assert epochs[0] == "0" and epochs[-1] == "2"
+    rows_after = [json.loads(line) for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
+    assert rows_after[: len(rows_before)] == rows_before
+    lines = open(tmp_path / "b" / "run" / "log.csv").read().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3"]
 
 
 def test_restart_with_other_flags_is_refused(tmp_path):
@@ -163,3 +173,70 @@ def test_mixed_bfloat16_keeps_embeddings_and_losses_float32(tmp_path):
 def test_xla_flag_trains(tmp_path):
     results = trainer.train(_config(tmp_path, epochs=1, steps_per_epoch=2, xla=True))
     assert np.isfinite(results["test"]["recall@1"])
+
+
+@pytest.mark.parametrize("flag", ["--recall_ks=0,1", "--lr_decay_epochs=40;60"])
+def test_cli_bad_values_are_one_error_line_and_no_file(tmp_path, flag):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "examples", "train_digits.py"),
+         f"--output_dir={tmp_path}/run", flag],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert flag.split("=")[0] in errors[0]
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_missing_dataset_writes_no_file(tmp_path):
+    os.makedirs(tmp_path / "empty")
+    config = _config(tmp_path, dataset="cars196", data_dir=str(tmp_path / "empty"),
+                     backbone="resnet50", weights="none", image_size=32, resize_size=36)
+    with pytest.raises(training.ConfigError):
+        trainer.train(config)
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_help_lists_our_flags_grouped_and_quiet_start(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "examples", "train_cars.py"), "--help"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for group in ("Data:", "Model:", "Loss and batches:", "Optimisation:", "Evaluation:", "Run:"):
+        assert f"  {group}" in out, out
+    assert "--learning_rate: Adam learning rate (> 0). (default: '5e-05')" in out
+    assert "--verbose: 0: quiet; 1: progress bars and tables; 2: also TensorFlow" in out
+    assert "--test_tmpdir" not in out and "--tpu" not in out  # absl's stay under --helpfull
+    # TensorFlow's start-up notices (oneDNN, CUDA) are off the console by default.
+    assert "oneDNN" not in proc.stderr and "cuda" not in proc.stderr.lower(), proc.stderr
+
+
+def test_finished_run_extends_and_reruns_without_duplicates(tmp_path):
+    first = trainer.train(_config(tmp_path, epochs=1, steps_per_epoch=2, export=True))
+    assert "test_untrained" in first and first["step"] == 2
+    again = trainer.train(_config(tmp_path, epochs=1, steps_per_epoch=2, export=True))
+    assert again["export_dir"] == first["export_dir"]
+    assert sorted(os.listdir(tmp_path / "run" / "export")) == ["1"]
+    saved = json.load(open(tmp_path / "run" / "results.json"))
+    assert saved["test_untrained"] == first["test_untrained"] and saved["test"] == first["test"]
+    longer = trainer.train(_config(tmp_path, epochs=2, steps_per_epoch=2, export=True))
+    assert longer["step"] == 4 and longer["test_untrained"] == first["test_untrained"]
+    assert sorted(os.listdir(tmp_path / "run" / "export")) == ["1", "2"]
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    with pytest.raises(training.ConfigError, match="raise --epochs"):
+        trainer.train(_config(tmp_path, epochs=1, steps_per_epoch=2))
+
+
+def test_user_callbacks_run_and_see_retrieval_metrics(tmp_path):
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, dict(logs)))
+
+    trainer.train(_config(tmp_path, epochs=1, steps_per_epoch=2), callbacks=[Spy()])
+    assert len(seen) == 1 and "test_recall@1" in seen[0][1]

@@ -1,0 +1,130 @@
+"""A run's per-epoch logs: `metrics.jsonl`, `log.csv` and TensorBoard extras.
+
+`RunLogger` keeps one row per epoch, numbered from 1 (the epochs completed),
+in `metrics.jsonl` and the same rows in `log.csv`. The CSV is rewritten from
+the JSON rows at each epoch, so its columns are the union of every epoch's
+keys (retrieval metrics appear from the first evaluated epoch on; epochs
+without an evaluation leave those cells empty) and no column is always empty.
+A restarted run replaces the rows of the epochs it redoes, so an epoch
+interrupted and finished after a restart is logged once.
+
+`DistanceSummary` adds to TensorBoard, at each evaluated epoch, the histogram
+of MDR-normalised distances of a fixed batch of held-out images and the
+levels, as scalars and drawn on the histogram picture.
+"""
+
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_mdr import callbacks as callbacks_lib
+from keras_mdr import distances as distances_lib
+from keras_mdr import visualization
+
+
+def read_rows(path):
+    """The rows of a `metrics.jsonl` file (a list of dicts; [] if absent)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _write_atomically(path, write):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def write_csv(path, rows):
+    """Writes `rows` as CSV with the union of their keys as columns, "epoch" first."""
+    columns = ["epoch"]
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    _write_atomically(path, write)
+
+
+class RunLogger(keras.callbacks.Callback):
+    """Logs each epoch to `metrics.jsonl` and `log.csv`, epochs numbered from 1.
+
+    Args:
+        directory: the run directory.
+    """
+
+    def __init__(self, directory):
+        super().__init__()
+        self.jsonl = os.path.join(directory, "metrics.jsonl")
+        self.csv = os.path.join(directory, "log.csv")
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1}
+        row.update({k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()})
+        rows = [r for r in read_rows(self.jsonl) if r["epoch"] < row["epoch"]] + [row]
+        _write_atomically(self.jsonl, lambda f: f.writelines(json.dumps(r) + "\n" for r in rows))
+        write_csv(self.csv, rows)
+
+
+def normalised_distances(embeddings, mean_std):
+    """Off-diagonal MDR-normalised distances `(D / s - mu) / sigma` of one batch.
+
+    `s` is the batch's mean off-diagonal distance (the scale MDR divides by);
+    `mean_std` the model's moving statistics, or None for the batch's own.
+    """
+    distances = np.asarray(distances_lib.pairwise_distance(embeddings), np.float64)
+    off_diagonal = distances[~np.eye(len(distances), dtype=bool)]
+    scaled = off_diagonal / max(off_diagonal.mean(), 1e-12)
+    mean, std = mean_std if mean_std is not None else (scaled.mean(), scaled.std(ddof=1))
+    return (scaled - mean) / max(std, 1e-12)
+
+
+class DistanceSummary(keras.callbacks.Callback):
+    """Writes the MDR-normalised distance histogram and the levels to TensorBoard.
+
+    Args:
+        images: a fixed batch of held-out images (a few hundred at most).
+        log_dir: the TensorBoard directory (a `distances` run is added).
+        embed_fn: `images -> embeddings`.
+        every_n_epochs: write after every n-th epoch.
+        picture_dir: where the retrieval callback draws
+            `distances_epoch_{E}.png` (the histogram with the levels); the
+            picture is added as a TensorBoard image when present.
+    """
+
+    def __init__(self, images, log_dir, embed_fn, every_n_epochs=1, picture_dir=None):
+        super().__init__()
+        self.images = images
+        self.embed_fn = embed_fn
+        self.every_n_epochs = int(every_n_epochs)
+        self.picture_dir = picture_dir
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "distances"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        levels, mean_std = callbacks_lib.mdr_state(self.model)
+        if levels is None:
+            levels = np.asarray(visualization.DEFAULT_LEVELS)
+        values = normalised_distances(np.asarray(self.embed_fn(self.images), np.float32), mean_std)
+        with self.writer.as_default(step=epoch + 1):
+            tf.summary.histogram("mdr/normalised_distances", values)
+            for i, level in enumerate(np.asarray(levels).reshape(-1)):
+                tf.summary.scalar(f"mdr/level_{i}", float(level))
+            picture = os.path.join(self.picture_dir or "", f"distances_epoch_{epoch + 1:03d}.png")
+            if self.picture_dir and os.path.exists(picture):
+                png = tf.io.decode_png(tf.io.read_file(picture), channels=3)
+                tf.summary.image("mdr/distances_with_levels", png[None])
+        self.writer.flush()
+
+
+__all__ = ["DistanceSummary", "RunLogger", "normalised_distances", "read_rows", "write_csv"]
