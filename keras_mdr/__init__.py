@@ -12,7 +12,7 @@ from keras_mdr.losses import (
 from keras_mdr.losses import ArcFaceLoss, ContrastiveLoss, MarginLoss, MultiSimilarityLoss
 from keras_mdr.losses import NTXentLoss, ProxyAnchorLoss, SupConLoss
 from keras_mdr.models import MDRModel, MDRTrainStepMixin
-# Last: registers the layers a run's checkpoints hold (Preprocess, InferenceBatchNormalization).
+# Last: registers the layers a run's checkpoints hold (InferenceBatchNormalization).
 from keras_mdr import training  # noqa: E402
 
 __version__ = "0.1.0"
