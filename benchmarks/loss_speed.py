@@ -111,10 +111,10 @@ FAMILIES = {
     "contrastive": ("ContrastiveLoss", {}),
     "margin": ("MarginLoss", {}),
     "multi_similarity": ("MultiSimilarityLoss", {}),
-    "proxy_anchor": ("ProxyAnchorLoss", {"num_classes": None, "embedding_dim": None}),
+    "proxy_anchor": ("ProxyAnchorLoss", {"num_classes": None, "embedding_size": None}),
     "supcon": ("SupConLoss", {}),
     "ntxent": ("NTXentLoss", {}),
-    "arcface": ("ArcFaceLoss", {"num_classes": None, "embedding_dim": None}),
+    "arcface": ("ArcFaceLoss", {"num_classes": None, "embedding_size": None}),
 }
 TRIPLETS = ("semihard", "hard", "distance_weighted")
 
@@ -160,7 +160,13 @@ def our_loss(name, batch_size, dim):
 
         return call, [regularizer.levels]
     loss = _family_loss(base, batch_size, dim)
-    variables = list(getattr(loss, "trainable_variables", []) or [])
+    # A stateful loss (proxies, centres, beta) gets the state Layer a model
+    # would own; its variables are differentiated too.
+    state = loss.build_state() if getattr(loss, "stateful", False) else None
+    variables = [] if state is None else list(state.trainable_variables)
+    if state is not None:
+        plain = loss
+        loss = lambda y, e: plain(y, e, state=state)  # noqa: E731
     if not mdr:
         return loss, variables
     wrapped = keras_mdr.losses.MDRLoss(base_loss=loss)
@@ -217,6 +223,9 @@ class Worker:
         self.process = subprocess.Popen(
             [python, os.path.join(REPO, "benchmarks", "loss_speed_worker.py"), lane],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            # OpenMP threads that busy-wait after each op would steal the
+            # cores from the next variant timed in another process.
+            env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"),
         )
         self.versions = self.ask(op="hello")["versions"]
 
@@ -260,7 +269,10 @@ def variants_for(batch_size, lanes, families, args):
             keys.append("tfa:semihard")
         keys.append("tfa:hard")
     if "pml" in lanes:
-        keys += [f"pml:{f}" for f in families]
+        # PML's NT-Xent holds a (positive pairs) x (negative pairs) mask:
+        # 400 M entries at B = 512 with 4 images a class, over a minute a step.
+        keys += [f"pml:{f}" for f in families
+                 if not (f == "ntxent" and batch_size > args.pml_ntxent_max_batch)]
     return keys
 
 
@@ -360,6 +372,8 @@ def parse_args(argv=None):
     parser.add_argument("--tfa_max_batch", type=int, default=512,
                         help="TFA's semi-hard (and the port) above this B: skipped, O(B^3) memory "
                              "(about 7 GB at 512, out of memory at 1024 on 16 GB)")
+    parser.add_argument("--pml_ntxent_max_batch", type=int, default=128,
+                        help="PML's NT-Xent above this B: skipped (O(B^3) mask, > 1 min a step at 512)")
     parser.add_argument("--min_sample_ms", type=float, default=100.0)
     parser.add_argument("--memory", action="store_true", help="also measure peak memory")
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-round orders")

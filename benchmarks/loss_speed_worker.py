@@ -102,7 +102,7 @@ def pml_loss(variant, num_classes, dim, margin):
 
     table = {
         "contrastive": lambda: (losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0), None),
-        "margin": lambda: (losses.MarginLoss(margin=0.2, nu=0.0, beta=1.2), None),
+        "margin": lambda: (losses.MarginLoss(margin=0.2, nu=0.0, beta=1.2, learn_beta=True), None),
         "multi_similarity": lambda: (
             losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5),
             miners.MultiSimilarityMiner(epsilon=0.1),
@@ -111,6 +111,7 @@ def pml_loss(variant, num_classes, dim, margin):
             losses.ProxyAnchorLoss(num_classes, dim, margin=0.1, alpha=32.0), None),
         "supcon": lambda: (losses.SupConLoss(temperature=0.1), None),
         "ntxent": lambda: (losses.NTXentLoss(temperature=0.07), None),
+        # PML's margin is in degrees: 28.6 = 0.5 rad, ours.
         "arcface": lambda: (losses.ArcFaceLoss(num_classes, dim, margin=28.6, scale=64.0), None),
         "semihard": lambda: (
             losses.TripletMarginLoss(margin=margin),

@@ -1,0 +1,220 @@
+"""Renders the docs' benchmark tables from benchmarks/results/*.json.
+
+One number, one source: every measured number in BUILD_NOTES.md and docs/*.md
+sits between marker comments
+
+    <!-- bench:NAME:begin -->
+    ... generated text ...
+    <!-- bench:NAME:end -->
+
+and is regenerated here from the JSON a benchmark wrote (see
+benchmarks/provenance.py). NAME is one of `SECTIONS`.
+
+Usage:
+    python benchmarks/render.py           # rewrite the sections in place
+    python benchmarks/render.py --check   # exit 1 if a section differs
+
+tests/benchmarks/test_render.py runs the check.
+"""
+
+import argparse
+import glob
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import provenance  # noqa: E402
+
+REPO = provenance.REPO
+MARKER = re.compile(r"<!-- bench:([a-z0-9_:]+):begin -->\n(.*?)<!-- bench:\1:end -->", re.S)
+
+
+def documents():
+    return [os.path.join(REPO, "BUILD_NOTES.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
+
+
+def _interval(r, fmt="{:.2f}"):
+    if r["low"] is None:
+        return fmt.format(r["median"]) + " (too few rounds for an interval)"
+    return f"{fmt.format(r['median'])} [{fmt.format(r['low'])}, {fmt.format(r['high'])}]"
+
+
+def _source(payload, name):
+    p = payload["provenance"]
+    dirty = " (uncommitted changes)" if p["git"]["dirty"] else ""
+    load = "/".join(f"{v:g}" for v in p["load_before"] or [])
+    load_after = "/".join(f"{v:g}" for v in p["load_after"] or [])
+    m = p["machine"]
+    return (
+        f"Source: `benchmarks/results/{name}.json`, `{p['command']}`, {p['timestamp']}, "
+        f"commit {p['git']['commit']}{dirty}; {m['cpu']}, {m['cores']} cores, "
+        f"{m['memory_gib']} GiB; load average (1/5/15 min) {load} before, {load_after} after."
+    )
+
+
+def _ms(t):
+    return f"{t['median']:.1f}"
+
+
+def loss_speed_tfa(payload):
+    """Ours against real TFA 0.23 and the port, with the MDR overhead."""
+    res = payload["results"]
+    v = payload["provenance"]["versions"]
+    lines = [
+        f"Forward + backward, d = {res['dim']}, {res['images_per_class']} images per class, "
+        f"margin {res['margin']}, `tf.function`; median ms over {res['rounds']} interleaved "
+        f"rounds; ratios are medians of per-round ratios with their 95% interval. Ours: "
+        f"TensorFlow {v['tensorflow']}, Keras {v['keras']}; TFA: TensorFlow "
+        f"{v['tfa']['tensorflow']}, TensorFlow Addons {v['tfa']['tensorflow_addons']} "
+        "(a subprocess of `.venv-tfa`); port: TFA's semi-hard algorithm op for op in TF 2.21.",
+        "",
+        "| B | ours semi-hard | TFA semi-hard | TFA / ours | port | port / ours | ours hard | TFA hard | TFA / ours (hard) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for b, entry in res["batches"].items():
+        t, r = entry["times_ms"], entry["ratios"]
+
+        def cell(key, t=t):
+            return _ms(t[key]) if key in t else "skipped"
+
+        def ratio(name, r=r):
+            return _interval(r[name], "{:.1f}x") if name in r else "-"
+
+        lines.append(
+            f"| {b} | {cell('ours:semihard')} | {cell('tfa:semihard')} | "
+            f"{ratio('tfa:semihard / ours:semihard')} | {cell('port:semihard')} | "
+            f"{ratio('port:semihard / ours:semihard')} | {cell('ours:hard')} | "
+            f"{cell('tfa:hard')} | {ratio('tfa:hard / ours:hard')} |"
+        )
+    lines += ["", "MDR's overhead (with MDR / without, per-round ratio, 95% interval):", "",
+              "| B | semi-hard | hard | distance-weighted |", "|---|---|---|---|"]
+    for b, entry in res["batches"].items():
+        r = entry["ratios"]
+        cells = [
+            _interval(r[f"ours:{t}+mdr / ours:{t}"], "{:.3f}") for t in ("semihard", "hard", "distance_weighted")
+        ]
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines += ["", _source(payload, "loss_speed")]
+    return "\n".join(lines)
+
+
+FAMILY_LABELS = {
+    "contrastive": "ContrastiveLoss", "margin": "MarginLoss",
+    "multi_similarity": "MultiSimilarityLoss (+ miner)", "proxy_anchor": "ProxyAnchorLoss",
+    "supcon": "SupConLoss", "ntxent": "NTXentLoss", "arcface": "ArcFaceLoss",
+}
+
+
+def loss_speed_pml(payload):
+    """Every loss family against pytorch-metric-learning."""
+    res = payload["results"]
+    v = payload["provenance"]["versions"]
+    pml = v.get("pml", {})
+    lines = [
+        f"Forward + backward (gradients of the embeddings and of the loss's own variables), "
+        f"d = {res['dim']}, {res['images_per_class']} images per class, median ms over "
+        f"{res['rounds']} interleaved rounds. Ours: TensorFlow {v['tensorflow']} `tf.function`; "
+        f"PML: pytorch-metric-learning {pml.get('pytorch_metric_learning')} on torch "
+        f"{pml.get('torch')} ({pml.get('torch_threads')} threads), eager, in a subprocess of "
+        "`.venv-torch`. PML / ours above 1 means we are faster.",
+        "",
+        "| loss | B | ours | PML | PML / ours [95% interval] |",
+        "|---|---|---|---|---|",
+    ]
+    for family in res["families"]:
+        for b, entry in res["batches"].items():
+            t, r = entry["times_ms"], entry["ratios"]
+            ours, theirs = t.get(f"ours:{family}"), t.get(f"pml:{family}")
+            if ours is None:
+                continue
+            name = f"pml:{family} / ours:{family}"
+            ratio = _interval(r[name], "{:.2f}x") if name in r else "-"
+            lines.append(
+                f"| {FAMILY_LABELS.get(family, family)} | {b} | {_ms(ours)} | "
+                f"{_ms(theirs) if theirs else 'skipped'} | {ratio} |"
+            )
+    lines += ["", _source(payload, "loss_speed")]
+    return "\n".join(lines)
+
+
+def eval_speed(payload):
+    res = payload["results"]
+    lines = [
+        f"{res['num_items']:,} x {res['dim']} float32, {res['num_classes']:,} classes, "
+        f"Recall@{{{','.join(str(k) for k in res['ks'])}}} + MAP@R + R-Precision, exact; "
+        f"the distance GEMM is 2 N^2 d = {res['tflop']:.2f} TFLOP.",
+        "",
+        "| engine | seconds | GFLOP/s | peak RSS of the process |",
+        "|---|---|---|---|",
+        f"| blocked (default) | {res['seconds']:.2f} | {res['gflops']:.1f} | {res['peak_rss_gib']:.2f} GiB |",
+    ]
+    if "faiss" in res:
+        f = res["faiss"]
+        lines.append(f"| faiss top-K lists (`method=\"faiss\"`) | {f['seconds']:.2f} | {f['gflops']:.1f} | "
+                     f"{f['peak_rss_gib_after_both']:.2f} GiB (after both ran) |")
+    lines += [
+        "",
+        f"Float32 matmul peak measured in the same run (best of NumPy and TensorFlow 4096^3 "
+        f"products before, between and after the evaluations): {res['peak_gflops']:.1f} GFLOP/s; "
+        f"the blocked engine ran at **{100 * res['fraction_of_peak']:.1f}% of it**, obtaining "
+        f"{res['cores_obtained']:.2f} cores of {payload['provenance']['machine']['cores']} "
+        f"(per core obtained: {res['per_core_gflops']:.1f} GFLOP/s against NumPy's "
+        f"{res['numpy_per_core_gflops']:.1f}).",
+        "",
+        _source(payload, "eval_speed"),
+    ]
+    return "\n".join(lines)
+
+
+SECTIONS = {
+    "loss_speed:tfa": ("loss_speed", loss_speed_tfa),
+    "loss_speed:pml": ("loss_speed", loss_speed_pml),
+    "eval_speed": ("eval_speed", eval_speed),
+}
+
+
+def render_section(name):
+    if name not in SECTIONS:
+        raise ValueError(f"Expected a section among {sorted(SECTIONS)}. Received: name={name!r}")
+    result, fn = SECTIONS[name]
+    return fn(provenance.load(result)).rstrip("\n") + "\n"
+
+
+def render_text(text):
+    """`text` with every bench section regenerated."""
+    return MARKER.sub(
+        lambda m: f"<!-- bench:{m.group(1)}:begin -->\n{render_section(m.group(1))}"
+                  f"<!-- bench:{m.group(1)}:end -->",
+        text,
+    )
+
+
+def sections(text):
+    return [m.group(1) for m in MARKER.finditer(text)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in documents():
+        with open(path) as f:
+            text = f.read()
+        rendered = render_text(text)
+        if rendered != text:
+            stale.append(os.path.relpath(path, REPO))
+            if not args.check:
+                with open(path, "w") as f:
+                    f.write(rendered)
+    if args.check and stale:
+        print("stale rendered sections in:", ", ".join(stale))
+        return 1
+    print("rendered:" if not args.check else "up to date.", ", ".join(stale) or "nothing changed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
