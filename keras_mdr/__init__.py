@@ -1,5 +1,9 @@
 """keras_mdr: deep metric learning with Multi-level Distance Regularization for Keras 3."""
 
+from keras_mdr import _backend_check
+
+_backend_check.require_tensorflow_backend()
+
 from keras_mdr import backbones, callbacks, data, distances, evaluation, losses, optimizers
 from keras_mdr import preprocessing, validation
 from keras_mdr.layers import MDRRegularizer
