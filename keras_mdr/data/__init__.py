@@ -7,6 +7,13 @@
   ordered pass for evaluation.
 - `train_transform`, `eval_transform` and `grayscale_transform` are the
   augmentation presets.
+- The MDR authors' release, exactly: `release_batches` (min(m, n_c) images per
+  class, exactly the batch size), `release_train_transform` /
+  `release_eval_transform` (Pillow's Lanczos, torchvision's
+  `RandomResizedCrop` box from `random_resized_crop_box`).
+
+Every path yields RGB float32 pixels in [0, 255] (encoders rescale inside)
+and int64 labels; JPEGs are decoded as Pillow decodes them.
 """
 
 from keras_mdr.data.balanced_dataset import balanced_dataset
