@@ -1,4 +1,4 @@
-"""Float64 NumPy references of the losses and of MDR, written from MDR_SPEC.md.
+"""Float64 NumPy references of the losses and of MDR, written from the paper and the authors' release.
 
 Brute force on purpose: no Gram trick, no sorting, explicit masks, so they
 share no code (and no shortcut) with the TensorFlow implementation.
@@ -108,7 +108,7 @@ def distance_weighted_probabilities(labels, embeddings, cutoff=0.5, nonzero_loss
 
 
 class MDRReference:
-    """MDR per MDR_SPEC.md in float64, with its moving statistics."""
+    """MDR per the paper in float64, with its moving statistics."""
 
     def __init__(self, levels=(-3.0, 0.0, 3.0), momentum=0.9, mdr_weight=0.2,
                  level_weight=0.01, base="semihard", margin=0.2):

@@ -1,6 +1,6 @@
 """Multi-level Distance Regularization as pure functions on tensors.
 
-The terms follow `MDR_SPEC.md` (Kim & Park, AAAI 2021, and the authors'
+The terms follow the paper (Kim & Park, AAAI 2021, and the authors'
 release): scale normalisation by the batch's mean distance, batch statistics
 over all B*B entries (zero diagonal included, unbiased estimator), and the
 mean over pairs `i != j` of the distance to the nearest level.
@@ -30,7 +30,7 @@ def distance_statistics(distances, scale=1.0):
     """Mean and unbiased std of `distances / scale` over all B*B entries.
 
     As the authors' release computes them: the diagonal zeros are included on
-    purpose (see `MDR_SPEC.md`, term 3). No gradient flows through the
+    purpose (the paper's term 3). No gradient flows through the
     statistics. Computed from two sums of the raw distances, so the scaled
     matrix is never materialised.
     """

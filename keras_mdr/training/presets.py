@@ -1,4 +1,4 @@
-"""The paper's training settings per dataset (MDR_SPEC.md), and small ones for CPU.
+"""The paper's training settings per dataset (Kim & Park, AAAI 2021, and the authors' release), and small ones for CPU.
 
 Paper protocol: BN-Inception (we offer InceptionV3 and ResNet-50 from
 `keras.applications`), ImageNet weights, BatchNorm frozen, 512-d embedding;

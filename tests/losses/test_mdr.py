@@ -1,4 +1,4 @@
-"""MDR against a float64 NumPy implementation of MDR_SPEC.md, term by term.
+"""MDR against a float64 NumPy implementation of the paper, term by term.
 
 Tolerance: 1e-4 relative plus 1e-6 absolute, on loss values and on gradients
 w.r.t. the embeddings and the levels (the NumPy gradients are central finite

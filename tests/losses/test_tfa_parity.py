@@ -12,7 +12,7 @@ Run alone (creating the legacy environment first if needed):
     bash tools/make_tfa_venv.sh
     .venv/bin/python -m pytest tests/losses/test_tfa_parity.py
 
-Tolerances (MDR_SPEC.md, "TensorFlow Addons 0.23 triplet semantics"):
+Tolerances (TensorFlow Addons 0.23 triplet semantics):
 - values: |ours - tfa| <= 1e-5 |tfa| + atol, atol = 1e-5 x the batch's
   largest distance (float64), because TFA's float32 distances come from
   |a|^2 + |b|^2 - 2ab, whose rounding grows with the largest distance.
