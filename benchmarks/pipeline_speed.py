@@ -6,8 +6,9 @@ folder of real JPEG files, and of a plain decode-and-batch `tf.data` pipeline
 over the same files in the same run (read, decode, resize to the output size,
 batch; parallel map and prefetch, no sampling, no augmentation). Rounds of the
 pipelines alternate, so that the load of a shared machine hits both alike; the
-report gives every round, the medians and their ratio (target: >= 0.9), and
-also images per CPU-second (process CPU time over all threads), which other
+JSON (benchmarks/results/pipeline_speed.json) holds every round, the medians
+with 95% intervals and the per-round ratio to the baseline (target: >= 0.9),
+and also images per CPU-second (process CPU time over all threads), which other
 processes on a shared machine disturb much less than wall-clock time.
 
 Without --data_dir it writes --num_images JPEGs (random crops of the two
@@ -21,9 +22,9 @@ Usage:
     python benchmarks/pipeline_speed.py --keras_cv  # also time the keras-cv crop
 """
 
-import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -33,7 +34,12 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-import keras_mdr.data
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import keras_mdr.data  # noqa: E402
+import provenance  # noqa: E402
+import stats  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder of class subfolders of JPEGs.")
@@ -43,7 +49,7 @@ flags.DEFINE_integer("images_per_class", 4, "K.")
 flags.DEFINE_integer("image_size", 224, "Output size of both pipelines.")
 flags.DEFINE_integer("batches", 16, "Timed batches per round.")
 flags.DEFINE_integer("warmup", 4, "Untimed batches per round.")
-flags.DEFINE_integer("rounds", 5, "Alternating rounds per pipeline.")
+flags.DEFINE_integer("rounds", 15, "Alternating rounds per pipeline (>= 6 for an interval).")
 flags.DEFINE_bool("keras_cv", False, "Also time the keras-cv implementation.")
 
 
@@ -92,6 +98,7 @@ def measure(dataset, batch_size):
 
 def main(argv):
     del argv
+    recorder = provenance.Recorder()
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = FLAGS.data_dir
         if data_dir is None:
@@ -126,45 +133,54 @@ def main(argv):
                 ),
                 seed=0,
             )
-        rates = {name: [] for name in pipelines}
-        cpu_rates = {name: [] for name in pipelines}
-        for _ in range(FLAGS.rounds):
-            for name, dataset in pipelines.items():
-                wall, cpu = measure(dataset, batch_size)
-                rates[name].append(wall)
-                cpu_rates[name].append(cpu)
-        medians = {name: statistics.median(values) for name, values in rates.items()}
-        cpu_medians = {name: statistics.median(v) for name, v in cpu_rates.items()}
-        print(
-            f"{len(train)} JPEGs in {data_dir}, batches of {batch_size} "
-            f"({FLAGS.classes_per_batch} x {FLAGS.images_per_class}), "
-            f"{size} x {size}, {os.cpu_count()} CPUs"
-        )
-        for name, values in rates.items():
-            rounds = ", ".join(f"{v:.0f}" for v in values)
-            print(
-                f"{name:20s} median {medians[name]:7.0f} images/s "
-                f"({medians[name] / medians['baseline']:.2f}x baseline), "
-                f"{cpu_medians[name]:6.0f} images per CPU-second "
-                f"({cpu_medians[name] / cpu_medians['baseline']:.2f}x); rounds: {rounds}"
-            )
-        print(
-            json.dumps(
-                {
-                    "images_per_second": {k: round(v, 1) for k, v in medians.items()},
-                    "ratio": {
-                        k: round(v / medians["baseline"], 3) for k, v in medians.items()
-                    },
-                    "images_per_cpu_second": {
-                        k: round(v, 1) for k, v in cpu_medians.items()
-                    },
-                    "cpu_ratio": {
-                        k: round(v / cpu_medians["baseline"], 3)
-                        for k, v in cpu_medians.items()
-                    },
-                }
-            )
-        )
+        rates, cpu_rates = interleaved_rounds(pipelines, batch_size)
+        report(rates, cpu_rates, len(train), batch_size, size)
+        path = recorder.write("pipeline_speed", results(rates, cpu_rates, len(train), batch_size, size),
+                              versions=provenance.tf_versions())
+        print(f"wrote {path}")
+
+
+def interleaved_rounds(pipelines, batch_size):
+    """Per pipeline, images/s (wall) and images per CPU-second of every round."""
+    rates = {name: [] for name in pipelines}
+    cpu_rates = {name: [] for name in pipelines}
+    for _ in range(FLAGS.rounds):
+        for name, dataset in pipelines.items():
+            wall, cpu = measure(dataset, batch_size)
+            rates[name].append(wall)
+            cpu_rates[name].append(cpu)
+    return rates, cpu_rates
+
+
+def results(rates, cpu_rates, num_images, batch_size, size):
+    """The JSON payload: every round, medians with intervals, per-round ratios."""
+    def summary(values):
+        return {name: {"rounds": [round(v, 1) for v in rounds], **stats.median_ci(rounds)}
+                for name, rounds in values.items()}
+
+    def ratios(values):
+        return {name: stats.paired_ratio(rounds, values["baseline"])
+                for name, rounds in values.items() if name != "baseline"}
+
+    return {
+        "num_images": num_images, "batch_size": batch_size,
+        "classes_per_batch": FLAGS.classes_per_batch, "images_per_class": FLAGS.images_per_class,
+        "image_size": size, "batches_per_round": FLAGS.batches, "rounds": FLAGS.rounds,
+        "data": FLAGS.data_dir or "cut from scikit-learn's sample photos, 400-640 x 300-480 px",
+        "images_per_second": summary(rates), "images_per_cpu_second": summary(cpu_rates),
+        "ratio_to_baseline": ratios(rates), "cpu_ratio_to_baseline": ratios(cpu_rates),
+    }
+
+
+def report(rates, cpu_rates, num_images, batch_size, size):
+    print(f"{num_images} JPEGs, batches of {batch_size} ({FLAGS.classes_per_batch} x "
+          f"{FLAGS.images_per_class}), {size} x {size}, {os.cpu_count()} CPUs")
+    base, cpu_base = statistics.median(rates["baseline"]), statistics.median(cpu_rates["baseline"])
+    for name, values in rates.items():
+        wall, cpu = statistics.median(values), statistics.median(cpu_rates[name])
+        print(f"{name:20s} median {wall:7.0f} images/s ({wall / base:.2f}x baseline), "
+              f"{cpu:6.0f} images per CPU-second ({cpu / cpu_base:.2f}x); rounds: "
+              + ", ".join(f"{v:.0f}" for v in values))
 
 
 if __name__ == "__main__":

@@ -168,10 +168,42 @@ def eval_speed(payload):
     return "\n".join(lines)
 
 
+PIPELINE_LABELS = {
+    "baseline": "plain `tf.data` decode + resize + batch (baseline)",
+    "keras_mdr": "`balanced_dataset` + `train_transform` (default crop)",
+    "keras_mdr_keras_cv": "`balanced_dataset` + `train_transform(implementation=\"keras_cv\")`",
+}
+
+
+def pipeline_speed(payload):
+    """Input-pipeline throughput against the plain tf.data baseline."""
+    res = payload["results"]
+    wall, cpu = res["images_per_second"], res["images_per_cpu_second"]
+    lines = [
+        f"{res['num_images']:,} real JPEGs ({res['data']}), batches of {res['batch_size']} "
+        f"({res['classes_per_batch']} x {res['images_per_class']}) at {res['image_size']} px; "
+        f"{res['rounds']} alternating rounds of {res['batches_per_round']} batches; medians "
+        "with 95% intervals, ratios are medians of per-round ratios to the baseline "
+        "(target: >= 0.9x).",
+        "",
+        "| pipeline | images/s | / baseline | images per CPU-second | / baseline (CPU) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in wall:
+        ratio = _interval(res["ratio_to_baseline"][name], "{:.2f}x") if name != "baseline" else "1"
+        cpu_ratio = (_interval(res["cpu_ratio_to_baseline"][name], "{:.2f}x")
+                     if name != "baseline" else "1")
+        lines.append(f"| {PIPELINE_LABELS.get(name, name)} | {_interval(wall[name], '{:.0f}')} | "
+                     f"{ratio} | {_interval(cpu[name], '{:.0f}')} | {cpu_ratio} |")
+    lines += ["", _source(payload, "pipeline_speed")]
+    return "\n".join(lines)
+
+
 SECTIONS = {
     "loss_speed:tfa": ("loss_speed", loss_speed_tfa),
     "loss_speed:pml": ("loss_speed", loss_speed_pml),
     "eval_speed": ("eval_speed", eval_speed),
+    "pipeline_speed": ("pipeline_speed", pipeline_speed),
 }
 
 
