@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_mdr import _keras_compat
 from keras_mdr.layers.mdr_regularizer import MDRRegularizer
 from keras_mdr.losses.mdr_triplet_loss import MDRTripletLoss
 
@@ -13,10 +14,6 @@ def _replica_context():
     if context is None or context.num_replicas_in_sync <= 1:
         return None
     return context
-
-
-def _is_multi_worker():
-    return isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
 
 
 class MDRTrainStepMixin:
@@ -70,10 +67,7 @@ class MDRTrainStepMixin:
 
     def compile_from_config(self, config):
         # Keras skips compile_from_config for models overriding compile().
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if getattr(self, "optimizer", None) is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
+        _keras_compat.compile_from_config(self, config)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self._mdr_loss is None:
@@ -83,10 +77,9 @@ class MDRTrainStepMixin:
                 "Expected labels with the images: MDRTripletLoss needs (images, labels) "
                 "batches. Received: y=None"
             )
-        if self._compile_loss is not None and not self._compile_loss.built:
-            # The compiled loss is bypassed; mark it built so Keras does not
-            # rebuild it symbolically on every fit() call.
-            self._compile_loss.build(y, y_pred)
+        # The compiled loss is bypassed; mark it built so Keras does not
+        # rebuild it symbolically on every fit() call.
+        _keras_compat.mark_compiled_loss_built(self, y, y_pred)
         labels, embeddings = y, y_pred
         context = _replica_context()
         if context is not None:
@@ -108,20 +101,10 @@ class MDRTrainStepMixin:
         return total
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 builds from the first distributed batch after an eager
-        # `strategy.reduce`, which MultiWorkerMirroredStrategy cannot run
-        # ("unsupported type PerReplica"). Shapes are all the build needs: use
-        # this worker's local copy of the batch.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            data_batch = tf.nest.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0], next(batches)
-            )
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
+        # Keras' build fails under MultiWorkerMirroredStrategy (see _keras_compat).
+        return _keras_compat.maybe_symbolic_build(
+            self, super()._maybe_symbolic_build, iterator=iterator, data_batch=data_batch
+        )
 
     def get_metrics_result(self):
         logs = super().get_metrics_result()
@@ -134,12 +117,8 @@ class MDRTrainStepMixin:
                 logs[f"mdr_level_{i}"] = regularizer.levels[i]
             logs["mdr_mean"] = tf.convert_to_tensor(regularizer.moving_mean)
             logs["mdr_std"] = tf.convert_to_tensor(regularizer.moving_std)
-        if _is_multi_worker() and tf.distribute.in_cross_replica_context() is False:
-            # Keras 3.15 reduces a step's logs across workers with
-            # `strategy.reduce("MEAN", v, axis=0)`, which rejects scalars
-            # (tensorflow/tensorflow#72388): hand it vectors of one.
-            logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
-        return logs
+        # Keras' cross-worker reduce of the logs rejects scalars (see _keras_compat).
+        return _keras_compat.logs_as_vectors(logs)
 
 
 @keras.saving.register_keras_serializable(package="keras_mdr")
