@@ -5,7 +5,7 @@ from keras_mdr import _backend_check
 _backend_check.require_tensorflow_backend()
 
 from keras_mdr import backbones, callbacks, data, distances, evaluation, losses, optimizers
-from keras_mdr import preprocessing, validation
+from keras_mdr import index, preprocessing, validation
 from keras_mdr.layers import MDRRegularizer
 from keras_mdr.losses import (
     DistanceWeightedTripletLoss,
@@ -41,6 +41,7 @@ __all__ = [
     "data",
     "distances",
     "evaluation",
+    "index",
     "losses",
     "optimizers",
     "preprocessing",

@@ -3,6 +3,11 @@
 Exact by default (faiss `IndexFlatL2` / `IndexFlatIP`); approximate on request
 (`kind="hnsw"` or `kind="ivf"`) for galleries of millions, with
 `recall_against_exact` to measure what the approximation costs.
+
+Labels and ids are kept as plain NumPy arrays of one kind each: integers
+(int64), strings (unicode) or, for labels only, floats. Object arrays of
+Python strings or ints (what pandas' `.values` gives) are converted on entry,
+so `save` writes no pickle and `load` reads with `allow_pickle=False`.
 """
 
 import json
@@ -17,6 +22,8 @@ from keras_mdr.evaluation import inputs as inputs_lib
 from keras_mdr.evaluation import knn
 
 KINDS = ("flat", "hnsw", "ivf")
+MISSING_ID = -1
+MISSING_STRING = ""
 _INDEX_FILE = "index.faiss"
 _META_FILE = "metadata.npz"
 _CONFIG_FILE = "config.json"
@@ -25,17 +32,94 @@ _CONFIG_FILE = "config.json"
 class SearchResult(NamedTuple):
     """Top-k neighbours of each query, nearest first.
 
+    A query gets fewer than k neighbours when k exceeds the gallery (or an
+    approximate index finds fewer); its row is then padded at the end, and
+    `found` says how many entries are real. The padding is unambiguous: id
+    `MISSING_ID` (-1; integer ids are >= 0) or `MISSING_STRING` ("" ; string
+    ids are non-empty), distance inf, and label -1, "" or NaN by the labels'
+    kind (labels may take those values, so read `found` or `valid`).
+
     Attributes:
-        ids: `(Q, k)` ids of the gallery items (-1 where an approximate index
-            found fewer than k).
+        ids: `(Q, k)` ids of the gallery items.
         labels: `(Q, k)` their labels, or None when the index has no labels.
         distances: float32 `(Q, k)` in the index's distance ("euclidean":
-            L2, "squared_euclidean", "cosine": `1 - cos`); inf where id is -1.
+            L2, "squared_euclidean", "cosine": `1 - cos`); inf when padded.
+        found: int64 `(Q,)`, the number of real neighbours of each query.
     """
 
     ids: np.ndarray
     labels: np.ndarray | None
     distances: np.ndarray
+    found: np.ndarray
+
+    @property
+    def valid(self):
+        """Bool `(Q, k)`: True where the entry is a real neighbour."""
+        return np.arange(self.ids.shape[1])[None, :] < self.found[:, None]
+
+
+def _column(name, values, n):
+    """`values` as a `(n,)` array of int64, unicode or float (no object dtype)."""
+    values = np.asarray(values)
+    if values.ndim != 1 and values.size == n:
+        values = values.reshape(-1)
+    if values.shape != (n,):
+        raise ValueError(f"Expected {n} {name}. Received: {name}.shape={values.shape}")
+    if values.dtype == object:
+        kinds = {type(v) for v in values.tolist()}
+        if kinds <= {str}:
+            return values.astype(str)
+        if all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in kinds):
+            return values.astype(np.int64)
+        raise ValueError(
+            f"Expected {name} all of one kind, integers or strings. Received: an "
+            f"object array holding {sorted(t.__name__ for t in kinds)}"
+        )
+    if values.dtype.kind in "iu":
+        if values.dtype.kind == "u" and n and values.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"Expected {name} below 2**63. Received: {values.max()}")
+        return values.astype(np.int64)
+    if values.dtype.kind == "S":
+        return np.char.decode(values, "utf-8")
+    if values.dtype.kind in "Uf":
+        return values
+    raise ValueError(
+        f"Expected {name} of integers or strings. Received: dtype={values.dtype}"
+    )
+
+
+def _check_ids(ids, existing):
+    """Raises unless the ids are unique, non-negative / non-empty, and of the index's kind."""
+    if ids.dtype.kind == "f":
+        raise ValueError(f"Expected integer or string ids. Received: dtype={ids.dtype}")
+    if existing.shape[0] and existing.dtype.kind != ids.dtype.kind:
+        raise ValueError(
+            f"Expected ids of the same kind as the index's ({existing.dtype}). "
+            f"Received: dtype={ids.dtype}"
+        )
+    if ids.dtype.kind == "i" and ids.shape[0] and ids.min() < 0:
+        raise ValueError(
+            f"Expected ids >= 0 ({MISSING_ID} marks an empty result slot). "
+            f"Received: min(ids)={ids.min()}"
+        )
+    if ids.dtype.kind == "U" and (ids == MISSING_STRING).any():
+        raise ValueError("Expected non-empty string ids (\"\" marks an empty result slot).")
+    both = np.concatenate([existing, ids]) if existing.shape[0] else ids
+    unique, counts = np.unique(both, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(
+            f"Expected unique ids. Received: {unique[counts > 1][:5].tolist()} more than once"
+        )
+
+
+def _missing_value(dtype):
+    return {"i": MISSING_ID, "U": MISSING_STRING}.get(dtype.kind, np.nan)
+
+
+def _padded(values, safe, missing):
+    """`values[safe]`, with the kind's missing value where `missing`."""
+    taken = values[safe]
+    return np.where(missing, np.asarray(_missing_value(values.dtype), taken.dtype), taken)
 
 
 class EmbeddingIndex:
@@ -47,10 +131,11 @@ class EmbeddingIndex:
             "ivf" (faiss `IndexIVFFlat`).
         hnsw_m: HNSW graph degree.
         ef_construction: HNSW build-time beam width.
-        ef_search: HNSW search-time beam width (recall/speed trade-off).
+        ef_search: HNSW search-time beam width (recall/speed trade-off); may
+            be changed on a built index, the next `search` uses it.
         nlist: IVF cells; defaults to about `sqrt(N)` (at least 39 points a
             cell, faiss's training minimum).
-        nprobe: IVF cells visited per query.
+        nprobe: IVF cells visited per query; may be changed like `ef_search`.
         embed_fn: optional callable `inputs -> embeddings`, used when `search`
             is given images; `from_model` sets it.
         seed: seed of IVF training.
@@ -121,14 +206,8 @@ class EmbeddingIndex:
     def labels(self):
         return self._labels
 
-    def _prepare(self, x):
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 2:
-            raise ValueError(
-                f"Expected embeddings of shape (N, dim). Received: shape={x.shape}"
-            )
-        if not np.all(np.isfinite(x)):
-            raise ValueError("Expected finite embeddings. Received: NaN or inf values.")
+    def _prepare(self, x, name="embeddings"):
+        x = inputs_lib.as_matrix(name, x)
         return inputs_lib.normalise_rows(x) if self.distance == "cosine" else x
 
     def _new_index(self, x):
@@ -151,64 +230,84 @@ class EmbeddingIndex:
 
     def _apply_search_params(self):
         if self.kind == "hnsw":
-            self._index.hnsw.efSearch = self.ef_search
+            self._index.hnsw.efSearch = int(self.ef_search)
         elif self.kind == "ivf":
-            self._index.nprobe = self.nprobe
+            self._index.nprobe = int(self.nprobe)
 
     def build(self, embeddings, labels=None, ids=None):
         """Replaces the gallery with `embeddings` (float `(N, dim)`).
 
         Args:
             embeddings: the gallery.
-            labels: optional `(N,)` labels (ints or strings), returned by
-                `search`.
-            ids: optional `(N,)` int ids; defaults to `0..N-1`.
+            labels: optional `(N,)` labels: integers, strings (object arrays
+                of `str` included) or floats; returned by `search`.
+            ids: optional `(N,)` unique ids, integers >= 0 or non-empty
+                strings; defaults to `0..N-1`.
 
         Returns:
             self.
         """
         x = self._prepare(embeddings)
-        self._index = self._new_index(x)
-        self._apply_search_params()
-        self._ids = np.zeros(0, np.int64)
-        self._labels = None if labels is None else np.zeros(0, np.asarray(labels).dtype)
-        return self._add(x, labels, ids)
+        previous = (self._index, self._ids, self._labels)
+        self._index, self._ids, self._labels = self._new_index(x), np.zeros(0, np.int64), None
+        try:
+            return self._add(x, labels, ids, first=True)
+        except ValueError:
+            self._index, self._ids, self._labels = previous
+            raise
 
     def add(self, embeddings, labels=None, ids=None):
         """Adds items to a built index (an IVF index keeps its trained cells).
 
-        Args as in `build`; ids default to the largest id so far plus 1, 2, ...
+        Args as in `build`; integer ids default to the largest id so far plus
+        1, 2, ... (string ids must be given).
         """
         if self._index is None:
             return self.build(embeddings, labels=labels, ids=ids)
         return self._add(self._prepare(embeddings), labels, ids)
 
-    def _add(self, x, labels, ids):
+    def _new_ids(self, ids, n):
+        if ids is not None:
+            ids = _column("ids", ids, n)
+        elif self._ids.dtype.kind == "U" and self._ids.shape[0]:
+            raise ValueError("Expected ids: this index has string ids, which cannot be numbered.")
+        else:
+            start = int(self._ids.max()) + 1 if self._ids.shape[0] else 0
+            ids = np.arange(start, start + n, dtype=np.int64)
+        _check_ids(ids, self._ids)
+        return ids
+
+    def _new_labels(self, labels, n, first):
+        if not first and (labels is None) != (self._labels is None):
+            raise ValueError(
+                "Expected labels for every item or for none. Received: labels "
+                f"{'missing' if labels is None else 'given'} while the index has "
+                f"{'none' if self._labels is None else 'them'}."
+            )
+        if labels is None:
+            return None
+        labels = _column("labels", labels, n)
+        if first:
+            return labels
+        if labels.dtype.kind != self._labels.dtype.kind:
+            raise ValueError(
+                f"Expected labels of the same kind as the index's ({self._labels.dtype}). "
+                f"Received: dtype={labels.dtype}"
+            )
+        return np.concatenate([self._labels, labels])
+
+    def _add(self, x, labels, ids, first=False):
         if x.shape[1] != self._index.d:
             raise ValueError(
                 f"Expected embeddings of dimension {self._index.d}. "
                 f"Received: shape={x.shape}"
             )
         n = x.shape[0]
-        if ids is None:
-            start = int(self._ids.max()) + 1 if self._ids.shape[0] else 0
-            ids = np.arange(start, start + n, dtype=np.int64)
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if ids.shape[0] != n:
-            raise ValueError(f"Expected {n} ids. Received: ids.shape={ids.shape}")
-        if (labels is None) != (self._labels is None):
-            raise ValueError(
-                "Expected labels for every item or for none. Received: labels "
-                f"{'missing' if labels is None else 'given'} while the index has "
-                f"{'none' if self._labels is None else 'them'}."
-            )
-        if labels is not None:
-            labels = np.asarray(labels).reshape(-1)
-            if labels.shape[0] != n:
-                raise ValueError(f"Expected {n} labels. Received: labels.shape={labels.shape}")
-            self._labels = np.concatenate([self._labels, labels])
-        self._ids = np.concatenate([self._ids, ids])
+        ids = self._new_ids(ids, n)
+        new_labels = self._new_labels(labels, n, first)
         self._index.add(x)
+        self._labels = new_labels
+        self._ids = np.concatenate([self._ids, ids]) if self._ids.shape[0] else ids
         return self
 
     @classmethod
@@ -239,46 +338,75 @@ class EmbeddingIndex:
         ]
         return np.concatenate(parts)
 
+    def _query_embeddings(self, queries):
+        """`(Q, dim)` float32 query embeddings, embedding images with `embed_fn`."""
+        q = inputs_lib.to_numpy(queries)
+        expected = f"queries of shape (num_queries, {self.dim})"
+        if q.ndim == 0 or q.shape[0] == 0:
+            raise ValueError(f"Expected at least one query: {expected}. Received: shape={q.shape}")
+        if q.ndim == 1:
+            raise ValueError(
+                f"Expected {expected}. Received: one vector of shape {q.shape}; "
+                "for a single query pass `queries[None]`, of shape (1, dim)."
+            )
+        is_embedding = q.ndim == 2 and q.shape[1] == self.dim
+        if not is_embedding and self.embed_fn is None:
+            raise ValueError(
+                f"Expected {expected} (the index's dimension), or images with an index "
+                f"built by from_model or given embed_fn. Received: shape={q.shape} "
+                "and no embed_fn."
+            )
+        if not is_embedding:
+            q = self.embed(q)
+            if q.ndim != 2 or q.shape[1] != self.dim:
+                raise ValueError(
+                    f"Expected embed_fn to return embeddings of shape (num_queries, "
+                    f"{self.dim}). Received: shape={q.shape}"
+                )
+        return self._prepare(q, "queries")
+
     def search(self, queries, k=10, *, batch_size=4096):
         """The `k` nearest gallery items of each query.
 
         Args:
             queries: `(Q, dim)` embeddings, or model inputs (images) when the
                 index has an `embed_fn` and the array is not `(Q, dim)`.
-            k: neighbours per query.
+            k: neighbours per query; more than the gallery is allowed, the
+                rows are then padded (see `SearchResult`).
             batch_size: queries per faiss call (bounds memory).
 
         Returns:
-            A `SearchResult(ids, labels, distances)`.
+            A `SearchResult(ids, labels, distances, found)`.
         """
         if self._index is None or len(self) == 0:
             raise ValueError("Expected a built, non-empty index. Call build() first.")
         k = int(k)
         if k < 1:
             raise ValueError(f"Expected k >= 1. Received: k={k}")
-        q = np.asarray(queries) if not hasattr(queries, "numpy") else queries.numpy()
-        is_embedding = (
-            q.ndim == 2 and q.shape[1] == self.dim and np.issubdtype(q.dtype, np.floating)
-        )
-        if not is_embedding:
-            q = self.embed(q)
-        q = self._prepare(q)
+        q = self._query_embeddings(queries)
+        self._apply_search_params()
         raw = np.empty((q.shape[0], k), np.float32)
         pos = np.empty((q.shape[0], k), np.int64)
         for a in range(0, q.shape[0], batch_size):
             raw[a : a + batch_size], pos[a : a + batch_size] = self._index.search(
                 q[a : a + batch_size], k
             )
+        return self._result(raw, pos)
+
+    def _result(self, raw, pos):
+        """A `SearchResult` from faiss' raw scores and positions (-1: none)."""
         missing = pos < 0
         safe = np.where(missing, 0, pos)
-        ids = np.where(missing, -1, self._ids[safe])
-        labels = None if self._labels is None else self._labels[safe]
         if self.distance == "cosine":
             distances = 1.0 - raw
         else:
             distances = knn.faiss_to_distance(raw, self.distance)
-        distances = np.where(missing, np.inf, distances).astype(np.float32)
-        return SearchResult(ids=ids, labels=labels, distances=distances)
+        return SearchResult(
+            ids=_padded(self._ids, safe, missing),
+            labels=None if self._labels is None else _padded(self._labels, safe, missing),
+            distances=np.where(missing, np.inf, distances).astype(np.float32),
+            found=(~missing).sum(axis=1).astype(np.int64),
+        )
 
     def recall_against_exact(self, queries, k=10):
         """Fraction of the exact top-k ids that this index returns (1.0 for "flat")."""
@@ -297,7 +425,7 @@ class EmbeddingIndex:
         return self._index.reconstruct_n(0, self._index.ntotal)
 
     def save(self, directory):
-        """Writes `index.faiss`, `metadata.npz` and `config.json` into `directory`."""
+        """Writes `index.faiss`, `metadata.npz` (no pickle) and `config.json` into `directory`."""
         import faiss
 
         if self._index is None:
@@ -325,7 +453,6 @@ class EmbeddingIndex:
             embed_fn = embedding_lib.embedding_function(model)
         index = cls(embed_fn=embed_fn, **config)
         index._index = faiss.read_index(os.path.join(directory, _INDEX_FILE))
-        index._apply_search_params()
         with np.load(os.path.join(directory, _META_FILE), allow_pickle=False) as meta:
             index._ids = meta["ids"]
             index._labels = meta["labels"] if "labels" in meta.files else None
