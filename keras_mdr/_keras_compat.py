@@ -87,7 +87,8 @@ def unverified_workarounds(keras_version=None):
     ]
 
 
-def _warn_if_unverified():
+def warn_if_unverified():
+    """One `UserWarning` naming the workarounds not checked on the installed Keras."""
     names = unverified_workarounds()
     if names:
         warnings.warn(
@@ -98,7 +99,7 @@ def _warn_if_unverified():
         )
 
 
-_warn_if_unverified()
+warn_if_unverified()
 
 
 def is_multi_worker():
