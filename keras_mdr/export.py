@@ -17,13 +17,17 @@ served) with two signatures, both returning `{"embeddings": float32 [None, D]}`:
 
 Bad input to `serving_bytes` fails that request only, with an
 `InvalidArgumentError` (HTTP 400 in TF Serving) whose message names the
-problem:
+problem and the batch positions (from 0) of every image that has it:
 - bytes that are not a JPEG or PNG image;
-- an image whose header gives more than `max_pixels` pixels (height x width).
-  The size is read from the header *before* anything is decoded (JPEG:
-  `tf.image.extract_jpeg_shape`; PNG: the IHDR chunk), so a small file that
-  claims to be huge (a decompression bomb) costs nothing;
-- a header or image data that the decoder rejects (truncated, corrupt).
+- a header that cannot be read;
+- an image whose header gives more than `max_pixels` pixels (height x width;
+  their sizes are printed). The size is read from the header *before*
+  anything is decoded (JPEG: `tf.image.extract_jpeg_shape`; PNG: the IHDR
+  chunk), so a small file that claims to be huge (a decompression bomb)
+  costs nothing;
+- image data that the decoder rejects (truncated, corrupt).
+Each check runs on the whole batch before the next one, so a request with
+several bad images is told about all of them at the first failing check.
 Decoding runs for at most `_PARALLEL_DECODES` images of a request at a time,
 so a request holds at most about `_PARALLEL_DECODES * max_pixels * C` bytes of
 decoded pixels.
@@ -56,6 +60,8 @@ BYTES_SIGNATURE = "serving_bytes"
 # width (4, big-endian), height (4, big-endian).
 _PNG_HEADER_BYTES = 24
 _PARALLEL_DECODES = 4
+# Failing batch positions (and sizes) printed in an error message, at most.
+_SUMMARIZE = 32
 
 
 def _existing_versions(base_dir):
@@ -114,77 +120,124 @@ def _byte_value(header, start, count):
     return value
 
 
-def _starts_with(header, start, magic):
-    """Whether `header[start:]` begins with the bytes `magic`."""
-    expected = tf.constant(list(magic), tf.uint8)
-    return tf.reduce_all(tf.equal(header[start : start + len(magic)], expected))
-
-
 def _read_header(data):
-    """The first `_PNG_HEADER_BYTES` bytes as uint8, zero-padded when shorter."""
+    """The first `_PNG_HEADER_BYTES` bytes as uint8 `[..., 24]`, zero-padded when shorter."""
     header = tf.strings.substr(data, 0, _PNG_HEADER_BYTES)
     header = tf.strings.join([header, b"\0" * _PNG_HEADER_BYTES])
     header = tf.io.decode_raw(tf.strings.substr(header, 0, _PNG_HEADER_BYTES), tf.uint8)
-    return tf.reshape(header, [_PNG_HEADER_BYTES])
+    return tf.reshape(header, tf.concat([tf.shape(data), [_PNG_HEADER_BYTES]], 0))
 
 
-def _header_size(data, header):
-    """`(height, width)` from a JPEG or PNG header; asserts it is one of them."""
-    is_jpeg = image_format.has_signature(data, "jpeg")
-    is_png = image_format.has_signature(data, "png")
-    is_image = tf.debugging.Assert(
-        tf.logical_or(is_jpeg, is_png),
-        [
-            "serving_bytes: the input is not a JPEG or PNG image (it starts "
-            "with neither the JPEG bytes FF D8 FF nor the PNG signature). "
-            "Input length in bytes:",
-            tf.strings.length(data),
-        ],
+def _assert_each(ok, problem, details="", values=()):
+    """Asserts `ok` (bool `[n]`); the message names the failing batch positions.
+
+    `details` is appended, its `{}` filled with `values` (as `tf.strings.format`).
+    """
+    bad = tf.reshape(tf.where(tf.logical_not(ok)), [-1])
+    message = tf.strings.format(
+        "serving_bytes: " + problem + " Batch positions (from 0): {}" + details,
+        [bad, *values], summarize=_SUMMARIZE,
     )
-    has_ihdr = tf.logical_or(
-        tf.logical_not(is_png), _starts_with(header, 12, b"IHDR")
+    return tf.debugging.Assert(tf.reduce_all(ok), [message])
+
+
+def _map_each(fn, image_bytes, spec):
+    """`fn` on each element, in order; `(ok, outputs)` with `ok` False where it failed.
+
+    Runs through `tf.data` with `ignore_errors`, so that an element the
+    decoder rejects is left out and named by its position instead of ending
+    the request with the decoder's own message. `outputs` holds the elements
+    that succeeded (all of them once `ok` is asserted), `spec` their shape.
+    """
+    count = tf.shape(image_bytes, out_type=tf.int64)[0]
+    data = tf.data.Dataset.from_tensor_slices((tf.range(count), image_bytes))
+    data = data.map(lambda i, x: (i, fn(x)), num_parallel_calls=_PARALLEL_DECODES,
+                    deterministic=True).ignore_errors()
+    empty = tf.data.Dataset.from_tensors(
+        (tf.zeros([0], tf.int64), tf.zeros([0, *spec.shape], spec.dtype))
     )
-    png_ok = tf.debugging.Assert(
-        has_ihdr, ["serving_bytes: PNG image without an IHDR header chunk."]
+    positions, outputs = (
+        data.batch(tf.maximum(count, 1)).concatenate(empty).take(1).get_single_element()
     )
+    done = tf.scatter_nd(positions[:, None], tf.ones_like(positions), [count])
+    return tf.equal(done, 1), outputs
+
+
+def _check_signatures(image_bytes):
+    """Asserts that every element is a JPEG, or a PNG with its IHDR chunk."""
+    is_jpeg = image_format.has_signature(image_bytes, "jpeg")
+    is_png = image_format.has_signature(image_bytes, "png")
+    header = _read_header(image_bytes)
+    ihdr = tf.constant(list(b"IHDR"), tf.uint8)
+    has_ihdr = tf.reduce_all(tf.equal(header[:, 12:16], ihdr), axis=1)
+    return [
+        _assert_each(
+            tf.logical_or(is_jpeg, is_png),
+            "not a JPEG or PNG image (the bytes start with neither the JPEG "
+            "bytes FF D8 FF nor the PNG signature).",
+        ),
+        _assert_each(tf.logical_or(tf.logical_not(is_png), has_ihdr),
+                     "PNG image without an IHDR header chunk."),
+    ]
+
+
+def _header_size(data):
+    """`[height, width]` (int64) from the header of one JPEG or PNG."""
 
     def jpeg_shape():
-        shape = tf.image.extract_jpeg_shape(data, output_type=tf.int64)
-        return shape[0], shape[1]
+        return tf.image.extract_jpeg_shape(data, output_type=tf.int64)[:2]
 
     def png_shape():
-        return _byte_value(header, 20, 4), _byte_value(header, 16, 4)
+        header = _read_header(data)
+        return tf.stack([_byte_value(header, 20, 4), _byte_value(header, 16, 4)])
 
-    with tf.control_dependencies([is_image, png_ok]):
-        return tf.cond(is_jpeg, jpeg_shape, png_shape)
+    return tf.cond(image_format.has_signature(data, "jpeg"), jpeg_shape, png_shape)
+
+
+def _check_sizes_in_headers(image_bytes, max_pixels):
+    """Asserts that every header reads and gives at most `max_pixels` pixels."""
+    read, sizes = _map_each(_header_size, image_bytes, tf.TensorSpec([2], tf.int64))
+    header_ok = _assert_each(read, "image header that cannot be read (corrupt JPEG header).")
+    with tf.control_dependencies([header_ok]):
+        height, width = tf.identity(sizes[:, 0]), sizes[:, 1]
+    # In float64: PNG sides can reach 2**32, whose product overflows int64.
+    pixels = tf.cast(height, tf.float64) * tf.cast(width, tf.float64)
+    within = (height > 0) & (width > 0) & (pixels <= tf.constant(max_pixels, tf.float64))
+    return [header_ok, _assert_each(
+        within,
+        f"image larger than the pixel cap max_pixels={max_pixels} (height x "
+        "width, read from its header before decoding).",
+        "; their heights: {}, widths: {}",
+        [tf.boolean_mask(height, ~within), tf.boolean_mask(width, ~within)],
+    )]
 
 
 def _make_decode_fn(image_size, resize_size, max_pixels, channels):
+    """`image_bytes [n] -> images [n, size, size, C]`, every check naming positions.
+
+    In order: the format signatures, then the sizes read from the headers
+    (nothing decoded yet, so a decompression bomb costs nothing), then the
+    decoding; a failure at any step names the batch positions that failed it.
+    """
     transform = eval_transform(image_size=image_size, resize_size=resize_size)
-    cap = tf.constant(max_pixels, tf.float64)
+    spec = tf.TensorSpec([image_size, image_size, channels], tf.float32)
 
     def decode_one(data):
-        height, width = _header_size(data, _read_header(data))
-        # In float64: PNG sides can reach 2**32, whose product overflows int64.
-        pixels = tf.cast(height, tf.float64) * tf.cast(width, tf.float64)
-        within_cap = tf.debugging.Assert(
-            tf.logical_and(tf.logical_and(height > 0, width > 0), pixels <= cap),
-            [
-                f"serving_bytes: the image is larger than the pixel cap "
-                f"max_pixels={max_pixels} (height x width, read from its header "
-                "before decoding). Height, width:",
-                height,
-                width,
-            ],
-        )
-        with tf.control_dependencies([within_cap]):
-            data = tf.identity(data)
-        image = image_format.decode(data, channels=channels)
-        image = tf.ensure_shape(image, [None, None, channels])
-        image = tf.cast(transform(image, None), tf.float32)
-        return tf.ensure_shape(image, [image_size, image_size, channels])
+        image = tf.ensure_shape(image_format.decode(data, channels=channels), [None, None, channels])
+        return tf.ensure_shape(tf.cast(transform(image, None), tf.float32), spec.shape)
 
-    return decode_one
+    def decode_all(image_bytes):
+        with tf.control_dependencies(_check_signatures(image_bytes)):
+            image_bytes = tf.identity(image_bytes)
+        with tf.control_dependencies(_check_sizes_in_headers(image_bytes, max_pixels)):
+            image_bytes = tf.identity(image_bytes)
+        decoded, images = _map_each(decode_one, image_bytes, spec)
+        with tf.control_dependencies([_assert_each(
+            decoded, "image data that the decoder rejects (truncated or corrupt)."
+        )]):
+            return tf.identity(images)
+
+    return decode_all
 
 
 def export_for_serving(
@@ -281,16 +334,10 @@ def _embed_fn(encoder, image_size, channels):
 def _serving_archive(encoder, image_size, resize_size, max_pixels, channels):
     """An `ExportArchive` with the `serving_default` and `serving_bytes` endpoints."""
     embed = _embed_fn(encoder, image_size, channels)
-    decode_one = _make_decode_fn(image_size, resize_size, max_pixels, channels)
+    decode_all = _make_decode_fn(image_size, resize_size, max_pixels, channels)
 
     def serve_bytes(image_bytes):
-        images = tf.map_fn(
-            decode_one,
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([image_size, image_size, channels], tf.float32),
-            parallel_iterations=_PARALLEL_DECODES,
-        )
-        return embed(images)
+        return embed(decode_all(image_bytes))
 
     archive = keras.export.ExportArchive()
     archive.track(encoder)

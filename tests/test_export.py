@@ -228,6 +228,10 @@ def test_fresh_process_outputs_and_bad_requests(exported, tmp_path):
         ("bomb_png_max", "serving_bytes", _b64([bomb_png_max])),
         ("truncated_png", "serving_bytes", _b64([png_b[: len(png_b) // 2]])),
         ("batch_with_bad", "serving_bytes", _b64([jpeg_a, b"not an image", png_b])),
+        ("batch_with_corrupt", "serving_bytes",
+         _b64([jpeg_a, png_b[: len(png_b) // 2], png_b, jpeg_a[: len(jpeg_a) // 2]])),
+        ("batch_with_bombs", "serving_bytes", _b64([jpeg_a, bomb_jpeg, png_b, bomb_png])),
+        ("bad_jpeg_header", "serving_bytes", _b64([png_b, jpeg_a[:40]])),
         ("empty_batch", "serving_bytes", []),
         ("after_all", "serving_bytes", _b64(mixed)),
     ]
@@ -264,6 +268,14 @@ def test_fresh_process_outputs_and_bad_requests(exported, tmp_path):
         message = error(name)
         assert "pixel cap" in message and f"max_pixels={MAX_PIXELS}" in message, message
     assert "pixel cap" not in error("truncated_png")
+    # issue 12: the message names the bad images' positions in the batch.
+    assert "Batch positions (from 0): [1]" in error("batch_with_bad"), error("batch_with_bad")
+    corrupt = error("batch_with_corrupt")
+    assert "decoder rejects" in corrupt and "Batch positions (from 0): [1 3]" in corrupt, corrupt
+    bombs = error("batch_with_bombs")
+    assert "pixel cap" in bombs and "Batch positions (from 0): [1 3]" in bombs, bombs
+    header = error("bad_jpeg_header")
+    assert "header" in header and "Batch positions (from 0): [1]" in header, header
     assert "60000" in error("bomb_jpeg") and "60000" in error("bomb_png")
     # Nothing was decoded at the claimed size (10.8 GB for the bombs).
     assert report["max_rss_mb"] < 3000, report["max_rss_mb"]
