@@ -7,7 +7,7 @@ test classes (mean +- std over seeds, and the paired difference to the Triplet
 baseline), at the chosen epoch and at the last one.
 
 Usage:
-    # The comparison on Fashion-MNIST (5 arms x 5 seeds, about 35 minutes on
+    # The comparison on Fashion-MNIST (7 arms x 5 seeds, about 50 minutes on
     # two idle CPU cores); writes docs/results/fashion_mnist/ and the measured
     # tables into docs/results.md:
     python benchmarks/quality.py --doc=docs/results.md
@@ -29,7 +29,9 @@ Arms (all on the same encoder, batches, optimizer, schedule and seeds):
     triplet         the MDR authors' baseline: distance-weighted triplet loss,
                     margin 0.2, on embeddings divided by the batch's mean
                     pairwise distance, no L2 normalisation
-                    (`MDRTripletLoss(mdr_weight=0)`).
+                    (`MDRTripletLoss(mdr_weight=0, sampling="textbook")`).
+                    This arm and the next two sample negatives with the
+                    textbook rule of Wu et al., as when they were measured.
     triplet_l2norm  the same loss on L2-normalised embeddings instead of the
                     scaling (`UnitNormalization` + `DistanceWeightedTripletLoss`,
                     margin --l2_margin, 0.2 as in the paper); evaluated on the
@@ -38,6 +40,9 @@ Arms (all on the same encoder, batches, optimizer, schedule and seeds):
     semihard        FaceNet semi-hard mining on the scaled embeddings, margin
                     0.2, without MDR (`MDRTripletLoss("semihard", mdr_weight=0)`).
     semihard_mdr    the same with MDR.
+    triplet_release      `triplet` with the MDR authors' sampler
+                         (`sampling="release"`, the losses' default).
+    triplet_mdr_release  `triplet_mdr` with the MDR authors' sampler.
 
 Protocol: the dataset's class-disjoint split (Fashion-MNIST and digits:
 classes 0-4 train, 5-9 test), of which --validation_classes training classes
@@ -53,7 +58,11 @@ Outputs, in --output_dir (default docs/results/<dataset>):
                                 metrics and losses, test metrics, MDR state,
                                 timings) plus the configuration and versions;
                                 a restarted command skips the runs already
-                                there, so a killed run resumes.
+                                there, so a killed run resumes (it loses
+                                only the run in progress), and a command
+                                that adds runs to an existing file is
+                                recorded under `resumed` (command, commit,
+                                times, run keys).
     compare.md / sweep.md       the tables (mean +- std over seeds, paired
                                 differences to the baseline).
     recall_at_1.png             Recall@1 and MAP@R per method with error bars.
@@ -70,7 +79,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -80,6 +88,7 @@ from absl import logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -94,6 +103,8 @@ from keras_mdr.evaluation import embedding as embedding_lib  # noqa: E402
 from keras_mdr.training import encoders  # noqa: E402
 from keras_mdr.training import presets  # noqa: E402
 
+import provenance  # noqa: E402  (benchmarks/provenance.py)
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 DATASETS = ("fashion_mnist", "digits", "cars196", "cub200")
 SMALL = ("fashion_mnist", "digits")
@@ -105,17 +116,35 @@ class Arm:
     base_loss: str
     mdr: bool
     l2norm: bool = False
+    # The negative sampler of base_loss="distance_weighted" (None otherwise).
+    # The first arms were measured with "textbook" (Wu et al.), before the
+    # losses' default became "release" (the MDR authors' rule): they name it,
+    # so a default change cannot silently change what they measure.
+    sampling: str = None
 
 
 ARMS = {
-    "triplet": Arm("Triplet", "distance_weighted", mdr=False),
-    "triplet_l2norm": Arm("Triplet + L2Norm", "distance_weighted", mdr=False, l2norm=True),
-    "triplet_mdr": Arm("Triplet + MDR", "distance_weighted", mdr=True),
+    "triplet": Arm("Triplet", "distance_weighted", mdr=False, sampling="textbook"),
+    "triplet_l2norm": Arm("Triplet + L2Norm", "distance_weighted", mdr=False, l2norm=True,
+                          sampling="textbook"),
+    "triplet_mdr": Arm("Triplet + MDR", "distance_weighted", mdr=True, sampling="textbook"),
     "semihard": Arm("Semi-hard", "semihard", mdr=False),
     "semihard_mdr": Arm("Semi-hard + MDR", "semihard", mdr=True),
+    "triplet_release": Arm("Triplet (release sampler)", "distance_weighted", mdr=False,
+                           sampling="release"),
+    "triplet_mdr_release": Arm("Triplet + MDR (release sampler)", "distance_weighted", mdr=True,
+                               sampling="release"),
 }
 BASE_LABELS = {"distance_weighted": "Triplet", "semihard": "Semi-hard"}
-BASELINES = {"triplet_l2norm": "triplet", "triplet_mdr": "triplet", "semihard_mdr": "semihard"}
+# (arm, baseline) pairs of the paired-difference tables, in display order.
+PAIRS = (
+    ("triplet_l2norm", "triplet"),
+    ("triplet_mdr", "triplet"),
+    ("semihard_mdr", "semihard"),
+    ("triplet_release", "triplet"),
+    ("triplet_mdr_release", "triplet_release"),
+    ("triplet_mdr_release", "triplet_mdr"),
+)
 
 # The benchmark's settings. The small sets pin every training setting here (a
 # change to the training presets must not silently change the benchmark); the
@@ -310,13 +339,7 @@ def run_specs(mode, seeds):
 
 
 def versions():
-    try:
-        commit = subprocess.run(
-            ["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    state = provenance.git_state(REPO)
     gpus = tf.config.list_physical_devices("GPU")
     return {
         "python": platform.python_version(),
@@ -324,7 +347,8 @@ def versions():
         "keras": keras.__version__,
         "numpy": np.__version__,
         "keras_mdr": keras_mdr.__version__,
-        "git_commit": commit or "unknown",
+        "git_commit": state["commit"],
+        "git_dirty": state["dirty"],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "gpus": [g.name for g in gpus],
@@ -439,12 +463,15 @@ def build_model(config, arm, mdr_weight, seed):
         # float32 whatever the policy: the loss's distances are float32.
         outputs = keras.layers.UnitNormalization(dtype="float32")(encoder(inputs))
         model = keras.Model(inputs, outputs)
-        loss = keras_mdr.DistanceWeightedTripletLoss(margin=config["l2_margin"], seed=seed)
+        loss = keras_mdr.DistanceWeightedTripletLoss(
+            margin=config["l2_margin"], seed=seed, sampling=arm.sampling
+        )
     else:
         model = keras_mdr.MDRModel(encoder)
+        sampler = {"sampling": arm.sampling} if arm.sampling else {}
         loss = keras_mdr.MDRTripletLoss(
             base_loss=arm.base_loss, margin=config["margin"], mdr_weight=mdr_weight,
-            level_weight=config["level_weight"], levels=config["levels"], seed=seed,
+            level_weight=config["level_weight"], levels=config["levels"], seed=seed, **sampler,
         )
     model.compile(optimizer=optimizer, loss=loss)
     return model
@@ -571,7 +598,8 @@ def run_one(config, data, key, group, seed, spec, out_dir, draw, verbose):
     else:
         base = config["sweep_base_loss"]
         arm = Arm(f"{BASE_LABELS[base]} + MDR, λ = {spec['mdr_weight']:g}", base,
-                  mdr=spec["mdr_weight"] > 0)
+                  mdr=spec["mdr_weight"] > 0,
+                  sampling="textbook" if base == "distance_weighted" else None)
         mdr_weight = spec["mdr_weight"]
     start, cpu_start = time.time(), time.process_time()
     model = build_model(config, arm, mdr_weight, seed)
@@ -607,7 +635,8 @@ def run_one(config, data, key, group, seed, spec, out_dir, draw, verbose):
     test_s = time.time() - test_start
     record = {
         "key": key, "group": group, "seed": seed, "label": arm.label,
-        "base_loss": arm.base_loss, "l2norm": arm.l2norm, "mdr_weight": mdr_weight,
+        "base_loss": arm.base_loss, "sampling": arm.sampling, "l2norm": arm.l2norm,
+        "mdr_weight": mdr_weight,
         "margin": config["l2_margin"] if arm.l2norm else config["margin"],
         "best_epoch": selector.best_epoch, "last_epoch": last_epoch,
         "val_best": selector.best_row,
@@ -637,6 +666,50 @@ def _write_json(path, payload):
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=1)
     os.replace(tmp, path)
+
+
+def _command():
+    return "python benchmarks/quality.py " + " ".join(sys.argv[1:])
+
+
+def start_session(payload, subsets):
+    """The provenance record of this command's runs; None for a new file.
+
+    A new file keeps the layout of the first measurements (`versions`,
+    `command`, `finished` at the top). A resumed file keeps them as they are
+    and gets one `resumed` entry per command that adds runs (its command,
+    versions with the commit, start, finish and run keys), so every run can
+    be traced to the code that produced it.
+    """
+    old = payload.get("subsets")
+    if old is not None and old != subsets:
+        raise ConfigError(
+            "The data splits differ from those of the runs already in the results file "
+            f"(stored {old}, now {subsets}): paired differences would not be paired."
+        )
+    payload["subsets"] = subsets
+    if "versions" not in payload:
+        payload["versions"] = versions()
+        payload["command"] = _command()
+        return None
+    return {
+        "command": _command(), "versions": versions(), "load_before": provenance.load_average(),
+        "started": _now(), "finished": None, "runs": [],
+    }
+
+
+def _now():
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def finish_run(payload, session, key):
+    if session is None:
+        payload["finished"] = _now()
+        return
+    if not session["runs"]:
+        payload.setdefault("resumed", []).append(session)
+    session["runs"].append(key)
+    session["finished"] = _now()
 
 
 def open_results(path, config, report_only):
@@ -760,7 +833,7 @@ def summary_table(payload, mode, which, ks):
 def paired_table(payload, mode, which):
     groups = _ordered_groups(payload, mode)
     if mode == "compare":
-        pairs = [(g, BASELINES[g]) for g in groups if g in BASELINES and BASELINES[g] in groups]
+        pairs = [(g, b) for g in groups for a, b in PAIRS if a == g and b in groups]
     else:
         zero = next((g for g in groups if float(g.split("=")[1]) == 0.0), None)
         pairs = [(g, zero) for g in groups if zero is not None and g != zero]
@@ -808,12 +881,68 @@ def mdr_table(payload, mode):
     return "\n".join(lines) if any_row else ""
 
 
+def _machine(info):
+    return (
+        f"TensorFlow {info.get('tensorflow', '?')}, Keras {info.get('keras', '?')}, "
+        f"keras_mdr {info.get('keras_mdr', '?')} (commit {info.get('git_commit', '?')}"
+        f"{' with uncommitted changes' if info.get('git_dirty') else ''}), "
+        f"Python {info.get('python', '?')}, {info.get('cpus', '?')} CPUs, "
+        f"GPUs: {info.get('gpus') or 'none'}"
+    )
+
+
+def provenance_lines(payload):
+    """Where the runs come from: one line per command that added runs."""
+    runs = payload["runs"]
+    total = sum(r["wall_s"] for r in runs.values())
+    info = payload.get("versions", {})
+    resumed = payload.get("resumed", [])
+    if not resumed:
+        return [
+            f"Measured: {len(runs)} runs, {total / 60:.1f} min of training and evaluation, "
+            f"finished {payload.get('finished', '?')}; {_machine(info)}.",
+            f"Command: `{payload.get('command', '?')}`",
+        ]
+    later = {key for session in resumed for key in session["runs"]}
+    lines = [
+        f"Measured: {len(runs)} runs, {total / 60:.1f} min of training and evaluation, by "
+        f"{len(resumed) + 1} commands with the same configuration and data splits:",
+        "",
+        f"- {len(runs) - len(later)} runs, finished {payload.get('finished', '?')}; "
+        f"{_machine(info)}: `{payload.get('command', '?')}`",
+    ]
+    for session in resumed:
+        groups = []
+        for key in session["runs"]:
+            if runs[key]["label"] not in groups:
+                groups.append(runs[key]["label"])
+        minutes = sum(runs[key]["wall_s"] for key in session["runs"]) / 60
+        lines.append(
+            f"- {len(session['runs'])} runs ({', '.join(groups)}), {minutes:.1f} min, "
+            f"{session['started']} to {session['finished']}; {_machine(session['versions'])}: "
+            f"`{session['command']}`"
+        )
+    return lines
+
+
+def _sampler_note(payload):
+    samplings = {r.get("sampling") for r in payload["runs"].values()}
+    if "release" not in samplings:
+        return []
+    return [
+        "",
+        "Negative sampling of the distance-weighted arms: Triplet, Triplet + L2Norm and "
+        "Triplet + MDR use the textbook rule of Wu et al. (the losses' `sampling=\"textbook\"`); "
+        "the arms marked *(release sampler)* use the rule of the MDR authors' code "
+        "(`sampling=\"release\"`, the losses' default).",
+    ]
+
+
 def report_markdown(payload, mode, out_dir, doc_dir):
     config = payload["config"]
     ks = config["recall_ks"]
     runs = list(payload["runs"].values())
     subsets = payload.get("subsets", {})
-    info = payload.get("versions", {})
     rel = lambda name: os.path.relpath(os.path.join(out_dir, name), doc_dir)  # noqa: E731
     test_note = (
         f"{subsets.get('test_evaluated', '?'):,} of the {subsets.get('test_images', '?'):,} "
@@ -821,19 +950,13 @@ def report_markdown(payload, mode, out_dir, doc_dir):
         "for every run)"
         if subsets else "the test images"
     )
-    total = sum(r["wall_s"] for r in runs)
-    lines = [
-        f"Measured: {len(runs)} runs, {total / 60:.1f} min of training and evaluation, "
-        f"finished {payload.get('finished', '?')}; TensorFlow {info.get('tensorflow', '?')}, "
-        f"Keras {info.get('keras', '?')}, keras_mdr {info.get('keras_mdr', '?')} "
-        f"(commit {info.get('git_commit', '?')}), Python {info.get('python', '?')}, "
-        f"{info.get('cpus', '?')} CPUs, GPUs: {info.get('gpus') or 'none'}.",
-        f"Command: `{payload.get('command', '?')}`",
+    lines = provenance_lines(payload) + [
         "",
         f"Test metrics (%) on {test_note}, at the epoch with the best validation "
         f"Recall@1 (validation: classes {subsets.get('validation_classes', '?')}, "
         f"{subsets.get('validation_evaluated', 0):,} images); mean ± std over seeds "
         "(sample std); `epoch`: the mean chosen epoch.",
+        *_sampler_note(payload),
         "",
         summary_table(payload, mode, "test_best", ks),
         "",
@@ -1019,9 +1142,7 @@ def _main():
         return
     data = load_data(config)  # before creating anything: missing data fails here
     os.makedirs(out_dir, exist_ok=True)
-    payload["subsets"] = data.subsets
-    payload["versions"] = versions()
-    payload["command"] = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
+    session = start_session(payload, data.subsets)
     todo = [s for s in specs if s[0] not in payload["runs"]]
     print(
         f"{config['dataset']}: train classes {data.subsets['train_classes']}, validation "
@@ -1040,7 +1161,7 @@ def _main():
         if draw:
             drawn.add(group)
         payload["runs"][key] = record
-        payload["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+        finish_run(payload, session, key)
         _write_json(path, payload)
         elapsed = time.time() - start
         left = elapsed / (i + 1) * (len(todo) - i - 1)
