@@ -8,7 +8,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
-import quality  # noqa: E402
+from quality_bench import arms as quality  # noqa: E402
 
 CONFIG = dict(
     backbone="small_cnn", weights="none", embedding_dim=8, image_size=8, channels=3,

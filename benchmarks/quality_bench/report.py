@@ -1,0 +1,187 @@
+"""compare.md / sweep.md and the doc's marker sections, rendered from the results file."""
+
+import os
+
+from quality_bench import figures
+from quality_bench import tables
+
+
+def _machine(info):
+    return (
+        f"TensorFlow {info.get('tensorflow', '?')}, Keras {info.get('keras', '?')}, "
+        f"keras_mdr {info.get('keras_mdr', '?')} (commit {info.get('git_commit', '?')}"
+        f"{' with uncommitted changes' if info.get('git_dirty') else ''}), "
+        f"Python {info.get('python', '?')}, {info.get('cpus', '?')} CPUs, "
+        f"GPUs: {info.get('gpus') or 'none'}"
+    )
+
+
+def _session_line(runs, session):
+    labels = []
+    for key in session["runs"]:
+        if runs[key]["label"] not in labels:
+            labels.append(runs[key]["label"])
+    minutes = sum(runs[key]["wall_s"] for key in session["runs"]) / 60
+    return (
+        f"- {len(session['runs'])} runs ({', '.join(labels)}), {minutes:.1f} min, "
+        f"{session['started']} to {session['finished']}; {_machine(session['versions'])}: "
+        f"`{session['command']}`"
+    )
+
+
+def provenance_lines(payload):
+    """Where the runs come from: one line per command that added runs."""
+    runs = payload["runs"]
+    total = sum(r["wall_s"] for r in runs.values())
+    info = payload.get("versions", {})
+    resumed = payload.get("resumed", [])
+    if not resumed:
+        return [
+            f"Measured: {len(runs)} runs, {total / 60:.1f} min of training and evaluation, "
+            f"finished {payload.get('finished', '?')}; {_machine(info)}.",
+            f"Command: `{payload.get('command', '?')}`",
+        ]
+    later = {key for session in resumed for key in session["runs"]}
+    return [
+        f"Measured: {len(runs)} runs, {total / 60:.1f} min of training and evaluation, by "
+        f"{len(resumed) + 1} commands with the same configuration and data splits:",
+        "",
+        f"- {len(runs) - len(later)} runs, finished {payload.get('finished', '?')}; "
+        f"{_machine(info)}: `{payload.get('command', '?')}`",
+        *(_session_line(runs, session) for session in resumed),
+    ]
+
+
+def _sampler_note(payload):
+    groups = {r["group"] for r in payload["runs"].values()}
+    if not groups & {"triplet_release", "triplet_mdr_release", "triplet_rerun", "triplet_mdr_rerun"}:
+        return []
+    return [
+        "",
+        "Negative sampling of the distance-weighted arms: Triplet, Triplet + L2Norm and "
+        "Triplet + MDR use the textbook rule of Wu et al. (the losses' `sampling=\"textbook\"`); "
+        "the arms marked *(release sampler)* use the rule of the MDR authors' code "
+        "(`sampling=\"release\"`, the losses' default); the arms marked *(textbook, rerun)* "
+        "are Triplet and Triplet + MDR measured again with the code of the release arms, so "
+        "that release and textbook compare within one version of the code (the runs' commits "
+        "are listed above).",
+    ]
+
+
+def _test_note(subsets):
+    if not subsets:
+        return "the test images"
+    return (
+        f"{subsets.get('test_evaluated', '?'):,} of the {subsets.get('test_images', '?'):,} "
+        f"test images (classes {subsets.get('test_classes', '?')}; a fixed seeded subset, the same "
+        "for every run)"
+    )
+
+
+def _metric_sections(payload, mode):
+    config = payload["config"]
+    ks = config["recall_ks"]
+    subsets = payload.get("subsets", {})
+    return [
+        "",
+        f"Test metrics (%) on {_test_note(subsets)}, at the epoch with the best validation "
+        f"Recall@1 (validation: classes {subsets.get('validation_classes', '?')}, "
+        f"{subsets.get('validation_evaluated', 0):,} images); mean ± std over seeds "
+        "(sample std); `epoch`: the mean chosen epoch.",
+        *_sampler_note(payload),
+        "",
+        tables.summary_table(payload, mode, "test_best", ks),
+        "",
+        "Paired differences at the chosen epoch (same seed: same initial weights, batches and "
+        "evaluation images); the 95% CI is Student's t over seeds:",
+        "",
+        tables.paired_table(payload, mode, "test_best"),
+        "",
+        f"At the last epoch ({config['epochs']}):",
+        "",
+        tables.summary_table(payload, mode, "test_last", ks),
+        "",
+        "Paired differences at the last epoch:",
+        "",
+        tables.paired_table(payload, mode, "test_last"),
+    ]
+
+
+def _histogram_section(payload, rel):
+    hist = [r for r in payload["runs"].values() if r.get("histograms")]
+    pictures = []
+    for group in tables.ordered_groups(payload, "compare"):
+        for r in hist:
+            if r["group"] == group:
+                pictures.append(
+                    f"| {r['label']} (seed {r['seed']}) | ![]({rel(r['histograms']['test'])}) "
+                    f"| ![]({rel(r['histograms']['train'])}) |"
+                )
+                break
+    if not pictures:
+        return []
+    return [
+        "",
+        "Distance histograms of the chosen-epoch models (MDR-normalised distances "
+        "`Z = (D/mean(D) - mu) / sigma` with each model's moving statistics; "
+        "green: same-class pairs, red: different-class pairs; dashed: levels):",
+        "",
+        "| Model | test classes | training classes |",
+        "|---|---|---|",
+        *pictures,
+    ]
+
+
+def report_markdown(payload, mode, out_dir, doc_dir):
+    """The report's markdown; figure paths relative to `doc_dir`."""
+    rel = lambda name: os.path.relpath(os.path.join(out_dir, name), doc_dir)  # noqa: E731
+    lines = provenance_lines(payload) + _metric_sections(payload, mode)
+    table = tables.mdr_table(payload, mode)
+    if table:
+        lines += [
+            "", "MDR state at the end of training (mean over seeds; the moving mean is "
+            "1 - 1/B by construction, the diagonal zeros being counted):", "", table,
+        ]
+    figure = "recall_at_1.png" if mode == "compare" else "sweep_recall_at_1.png"
+    lines += ["", f"![Recall@1 and MAP@R]({rel(figure)})"]
+    if mode == "compare":
+        lines += _histogram_section(payload, rel)
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(doc, marker, text):
+    """Replaces the text between `<!-- marker:begin -->` and `<!-- marker:end -->`."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    with open(doc) as f:
+        content = f.read()
+    if begin not in content or end not in content:
+        print(f"warning: {doc} has no {begin} ... {end} markers; left unchanged.")
+        return False
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(doc, "w") as f:
+        f.write(f"{head}{begin}\n{text}{end}{tail}")
+    return True
+
+
+def write_reports(payload, mode, out_dir, doc):
+    """The figure, <mode>.md in `out_dir`, and the doc's section if `doc`."""
+    if not payload["runs"]:
+        return
+    stem = "compare" if mode == "compare" else "sweep"
+    if mode == "compare":
+        figures.plot_compare(payload, os.path.join(out_dir, "recall_at_1.png"))
+    else:
+        figures.plot_sweep(payload, os.path.join(out_dir, "sweep_recall_at_1.png"))
+    with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
+        f.write(report_markdown(payload, mode, out_dir, out_dir))
+    if doc:
+        marker = f"quality:{payload['config']['dataset']}:{mode}"
+        text = report_markdown(payload, mode, out_dir, os.path.dirname(os.path.abspath(doc)))
+        if update_doc(doc, marker, text):
+            print(f"Updated {doc} ({marker}).")
+    print()
+    print(tables.summary_table(payload, mode, "test_best", payload["config"]["recall_ks"]))
+    print()
+    print(tables.paired_table(payload, mode, "test_best"))
+    print(f"\nTables and figures in {out_dir}/{stem}.md")
