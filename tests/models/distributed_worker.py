@@ -5,8 +5,10 @@
     TF_CONFIG=... python distributed_worker.py multiworker OUT.npz BASE_LOSS
 
 Each trains the same small MDRModel from the same initial weights on the same
-global batches (32 = 8 classes x 4) for STEPS SGD steps and writes the losses and
-the final variables (and, for mirrored variables, every replica's copy).
+global batches (32 = 8 classes x 4) for STEPS SGD steps and writes the losses,
+the update of the trained variables, the final variables (and, for mirrored
+variables, every replica's copy), and where the levels would be on their own
+`nu * sum(v^2)` term alone.
 """
 
 import os
@@ -19,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 STEPS = 3
 GLOBAL_BATCH = 32
+LEARNING_RATE, LEVEL_WEIGHT = 0.5, 0.01
 
 
 def data():
@@ -42,8 +45,9 @@ def build(base_loss):
     )
     model = keras_mdr.MDRModel(encoder)
     model.compile(
-        optimizer=keras.optimizers.SGD(0.5),
-        loss=keras_mdr.MDRTripletLoss(base_loss=base_loss, mdr_weight=0.5, seed=3),
+        optimizer=keras.optimizers.SGD(LEARNING_RATE),
+        loss=keras_mdr.MDRTripletLoss(base_loss=base_loss, mdr_weight=0.5, level_weight=LEVEL_WEIGHT,
+                                      seed=3),
     )
     return model
 
@@ -74,13 +78,22 @@ def main():
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         ds = ds.with_options(options)
+    initial = [np.array(v.numpy()) for v in model.trainable_variables]
+    levels = model.mdr_regularizer.levels.numpy()
+    # Where SGD would take the levels on nu * sum(v^2) alone (no MDR gradient).
+    without_mdr = levels * (1.0 - 2.0 * LEARNING_RATE * LEVEL_WEIGHT) ** STEPS
     history = model.fit(ds, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)
-    result = {"loss": np.array(history.history["loss"]), "replicas": np.array(strategy.num_replicas_in_sync)}
+    result = {"loss": np.array(history.history["loss"]), "replicas": np.array(strategy.num_replicas_in_sync),
+              "levels_without_mdr": without_mdr}
     for i, v in enumerate(model.variables):
         result[f"var{i}"] = np.array(v.numpy())
         values = getattr(v.value, "values", None) or getattr(v, "values", None)
         if values is not None and not callable(values):
             result[f"replicas{i}"] = np.stack([np.array(t) for t in values])
+    # The step's update of every trained variable (weights and levels), flattened.
+    result["update"] = np.concatenate(
+        [(np.array(v.numpy()) - v0).ravel() for v, v0 in zip(model.trainable_variables, initial)]
+    )
     result["levels"] = model.mdr_regularizer.levels.numpy()
     result["moving_mean"] = np.array(model.mdr_regularizer.moving_mean.numpy())
     result["moving_std"] = np.array(model.mdr_regularizer.moving_std.numpy())

@@ -19,6 +19,32 @@ import pytest
 WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
 
 
+# Tolerance on the update of the trained variables (final minus initial,
+# weights and levels), relative to the 1-device update's norm; the moving
+# statistics are compared by value.
+UPDATE_RTOL = 1e-5
+
+
+def _assert_same_step(run, single, who):
+    """`run` trained as the 1-device run did: same update, statistics and losses."""
+    np.testing.assert_allclose(run["loss"], single["loss"], rtol=1e-5, err_msg=who)
+    scale = np.linalg.norm(single["update"])
+    assert scale > 0, "the 1-device run did not train"
+    rel = np.linalg.norm(run["update"] - single["update"]) / scale
+    print(f"{who}: relative update difference {rel:.2e}")
+    assert rel < UPDATE_RTOL, f"{who}: update differs from the 1-device update by {rel:.3g} (relative)"
+    for key in single.files:
+        if key.startswith("var") or key in ("levels", "moving_mean", "moving_std"):
+            np.testing.assert_allclose(run[key], single[key], rtol=1e-5, atol=1e-6, err_msg=f"{who} {key}")
+
+
+def _assert_mdr_moved_levels(run):
+    """The levels went elsewhere than nu * sum(v^2) alone would take them."""
+    shift = np.abs(run["levels"] - run["levels_without_mdr"]).max()
+    print(f"levels: max shift {shift:.3g} off the nu-only path")
+    assert shift > 1e-3, f"MDR did not move the levels (max shift {shift:.3g} off the nu-only path)"
+
+
 def _run(mode, out, base_loss, env=None):
     proc = subprocess.run(
         [sys.executable, WORKER, mode, str(out), base_loss],
@@ -33,10 +59,7 @@ def test_two_replicas_equal_one_device_on_the_global_batch(tmp_path, base_loss):
     single = _run("single", tmp_path / "single.npz", base_loss)
     mirrored = _run("mirrored", tmp_path / "mirrored.npz", base_loss)
     assert int(mirrored["replicas"]) == 2
-    np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=1e-5)
-    for key in single.files:
-        if key.startswith("var") or key in ("levels", "moving_mean", "moving_std"):
-            np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    _assert_same_step(mirrored, single, "mirrored")
     # Every replica holds the same levels, statistics and weights.
     copies = [k for k in mirrored.files if k.startswith("replicas") and k != "replicas"]
     assert copies, "no per-replica copies were recorded"
@@ -44,7 +67,7 @@ def test_two_replicas_equal_one_device_on_the_global_batch(tmp_path, base_loss):
         values = mirrored[key]
         assert values.shape[0] == 2
         np.testing.assert_array_equal(values[0], values[1], err_msg=key)
-    assert not np.allclose(mirrored["levels"], [-3.0, 0.0, 3.0])
+    _assert_mdr_moved_levels(mirrored)
 
 
 def _free_ports(n):
@@ -72,14 +95,16 @@ def test_multi_worker_mirrored_two_processes(tmp_path):
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
-    assert int(w0["replicas"]) == 2
-    # And both equal the 1-device run on the global batch.
+    workers = [np.load(tmp_path / f"w{index}.npz") for index in range(2)]
+    # Each worker against the 1-device run on the global batch, not only
+    # against the other worker: both could agree on a wrong update.
     single = _run("single", tmp_path / "single.npz", "semihard")
-    np.testing.assert_allclose(w0["loss"], single["loss"], rtol=1e-5)
-    np.testing.assert_allclose(w0["levels"], single["levels"], rtol=1e-5, atol=1e-6)
-    for key in w0.files:
+    for index, run in enumerate(workers):
+        assert int(run["replicas"]) == 2
+        _assert_same_step(run, single, f"worker {index}")
+        _assert_mdr_moved_levels(run)
+        assert float(run["moving_std"]) > 0
+    # And the workers hold the same variables, bit for bit.
+    for key in single.files:
         if key.startswith("var") or key in ("levels", "moving_mean", "moving_std"):
-            np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
-    assert not np.allclose(w0["levels"], [-3.0, 0.0, 3.0])
-    assert float(w0["moving_std"]) > 0
+            np.testing.assert_array_equal(workers[0][key], workers[1][key], err_msg=key)

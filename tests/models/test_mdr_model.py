@@ -4,8 +4,14 @@ import pytest
 import tensorflow as tf
 
 import keras_mdr
+import reference
 
 DIM_IN, DIM_OUT = 16, 8
+# The levels' own term nu * sum(v^2) moves them whatever MDR does, so the
+# tests that say "MDR trains the levels" switch it off: with level_weight=0
+# only lambda * L_MDR reaches them (a lambda = 0 run leaves them exactly at
+# their initial values), and they must move by more than this.
+MOVED = 1e-3
 
 
 def _data(n=64, classes=16, seed=0, scale=1.0):
@@ -38,16 +44,63 @@ def _values(model):
     return {v.path: np.array(v.numpy()) for v in model.variables}
 
 
+def _assert_mdr_moved(levels, initial):
+    shift = np.abs(np.asarray(levels) - np.asarray(initial)).max()
+    assert shift > MOVED, f"MDR did not move the levels: max shift {shift:.3g}"
+
+
+def test_levels_stay_without_mdr_and_move_with_it():
+    x, y = _data()
+    final = {}
+    for weight in (0.0, 0.2):
+        model = _model(keras_mdr.MDRTripletLoss(mdr_weight=weight, level_weight=0.0, seed=3))
+        model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+        final[weight] = model.mdr_regularizer.levels.numpy()
+    np.testing.assert_array_equal(final[0.0], [-3.0, 0.0, 3.0])
+    _assert_mdr_moved(final[0.2], [-3.0, 0.0, 3.0])
+
+
+def _level_gradient(mdr, embeddings, mean, std, h=1e-4):
+    """Central differences of the float64 reference's total w.r.t. the levels.
+
+    The penalty is piecewise linear in the levels, so these are exact unless
+    a normalised distance lies within h of a level or of a midpoint.
+    """
+    grad = np.zeros_like(mdr.levels)
+    for i in range(len(grad)):
+        step = np.eye(len(grad))[i] * h
+        value = [mdr.terms(embeddings, None, mdr.levels + s, mean, std)["loss"] for s in (step, -step)]
+        grad[i] = (value[0] - value[1]) / (2 * h)
+    return grad
+
+
+def test_one_sgd_step_moves_the_levels_by_the_mdr_gradient():
+    x, y = _data()
+    lr, lam, nu = 0.5, 0.4, 0.01
+    model = _model(keras_mdr.MDRTripletLoss(base_loss="semihard", mdr_weight=lam, level_weight=nu),
+                   optimizer=keras.optimizers.SGD(lr))
+    initial = model.mdr_regularizer.levels.numpy()
+    embeddings = model.predict(x[:32], verbose=0)
+    model.train_on_batch(x[:32], y[:32])
+    moved = model.mdr_regularizer.levels.numpy() - initial
+    # The first step normalises with the batch's own statistics.
+    mdr = reference.MDRReference(levels=initial, mdr_weight=lam, level_weight=nu, base="none")
+    mean, std = mdr.statistics(embeddings, training=True)
+    np.testing.assert_allclose(moved, -lr * _level_gradient(mdr, embeddings, mean, std), atol=1e-6)
+    # And the MDR share of that step is far above the tolerance.
+    _assert_mdr_moved(moved, -lr * 2 * nu * initial)
+
+
 def test_fit_trains_levels_and_logs_every_term():
     x, y = _data()
-    model = _model()
+    model = _model(keras_mdr.MDRTripletLoss(base_loss="semihard", seed=3, level_weight=0.0))
     history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
     logs = history.history
     for key in ("loss", "base_loss", "mdr_loss", "mdr_level_0", "mdr_level_1",
                 "mdr_level_2", "mdr_mean", "mdr_std"):
         assert key in logs and len(logs[key]) == 3, key
     levels = model.mdr_regularizer.levels.numpy()
-    assert not np.allclose(levels, [-3.0, 0.0, 3.0]), "levels never moved"
+    _assert_mdr_moved(levels, [-3.0, 0.0, 3.0])
     assert any(v is model.mdr_regularizer.levels for v in model.trainable_variables)
     assert float(model.mdr_regularizer.initialized) == 1.0
     assert logs["mdr_level_0"][-1] == pytest.approx(float(levels[0]))
@@ -99,10 +152,11 @@ def test_custom_mixin_model():
     x, y = _data()
     model = Embedder()
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss=keras_mdr.MDRTripletLoss(levels=(-2.0, 0.0, 1.0, 2.0)))
+                  loss=keras_mdr.MDRTripletLoss(levels=(-2.0, 0.0, 1.0, 2.0), level_weight=0.0))
     model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     levels = model.mdr_regularizer.levels.numpy()
-    assert levels.shape == (4,) and not np.allclose(levels, [-2, 0, 1, 2])
+    assert levels.shape == (4,)
+    _assert_mdr_moved(levels, [-2, 0, 1, 2])
 
 
 @pytest.mark.parametrize(
@@ -117,10 +171,11 @@ def test_composes_with_every_base_loss(base_loss):
         # Any callable (labels, embeddings) works; this one is a toy.
         base = keras.losses.MeanSquaredError()
         base_loss = lambda labels, e: base(tf.zeros_like(e), e)  # noqa: E731
-    model = _model(keras_mdr.MDRTripletLoss(base_loss=base_loss, mdr_weight=0.2, seed=1))
+    model = _model(keras_mdr.MDRTripletLoss(base_loss=base_loss, mdr_weight=0.2, level_weight=0.0,
+                                            seed=1))
     history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
-    assert not np.allclose(model.mdr_regularizer.levels.numpy(), [-3, 0, 3])
+    _assert_mdr_moved(model.mdr_regularizer.levels.numpy(), [-3, 0, 3])
 
 
 def test_standalone_regularizer_layer_trains_its_levels():
@@ -128,12 +183,12 @@ def test_standalone_regularizer_layer_trains_its_levels():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((DIM_IN,))
     embeddings = keras.layers.Dense(DIM_OUT)(inputs)
-    regularizer = keras_mdr.MDRRegularizer(weight=0.5)
+    regularizer = keras_mdr.MDRRegularizer(weight=0.5, level_weight=0.0)
     outputs = regularizer(embeddings)
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras_mdr.TripletSemiHardLoss(0.2))
     model.fit(x, y, batch_size=32, epochs=2, verbose=0)
-    assert not np.allclose(regularizer.levels.numpy(), [-3, 0, 3])
+    _assert_mdr_moved(regularizer.levels.numpy(), [-3, 0, 3])
     assert float(regularizer.initialized) == 1.0
 
 
