@@ -2,6 +2,8 @@
 
 import os
 
+import stats  # benchmarks/stats.py
+
 from quality_bench import figures
 from quality_bench import tables
 
@@ -149,6 +151,69 @@ def report_markdown(payload, mode, out_dir, doc_dir):
     return "\n".join(lines) + "\n"
 
 
+# The sampler section's comparisons: (arm, baseline, what it measures).
+SAMPLER_COMPARISONS = (
+    ("triplet_release", "triplet_rerun", "release vs textbook sampler, Triplet"),
+    ("triplet_mdr_release", "triplet_mdr_rerun", "release vs textbook sampler, Triplet + MDR"),
+    ("triplet_release", "triplet", "release vs textbook sampler, Triplet, across code versions"),
+    ("triplet_mdr_release", "triplet_mdr",
+     "release vs textbook sampler, Triplet + MDR, across code versions"),
+    ("triplet_mdr_release", "triplet_release", "MDR, release sampler"),
+    ("triplet_mdr_rerun", "triplet_rerun", "MDR, textbook sampler (rerun)"),
+    ("triplet_mdr", "triplet", "MDR, textbook sampler (first measurement)"),
+    ("triplet_rerun", "triplet", "the same arm rerun: Triplet"),
+    ("triplet_mdr_rerun", "triplet_mdr", "the same arm rerun: Triplet + MDR"),
+)
+
+
+def _reading(interval):
+    if interval["low"] is None:
+        return "too few seeds for an interval"
+    if interval["low"] > 0:
+        return "higher (interval above 0)"
+    if interval["high"] < 0:
+        return "lower (interval below 0)"
+    return "not resolved (interval contains 0)"
+
+
+def _difference(payload, arm, baseline, which, metric):
+    seeds, diffs = tables.paired(payload, arm, baseline, which, metric)
+    interval = stats.t_interval(diffs)
+    if interval["low"] is None:
+        return seeds, interval, f"{100 * interval['mean']:+.2f}" if seeds else "-"
+    return seeds, interval, (
+        f"{100 * interval['mean']:+.2f} [{100 * interval['low']:+.2f}, {100 * interval['high']:+.2f}]"
+    )
+
+
+def sampler_markdown(payload):
+    """The release-sampler comparisons, or None without release-sampler runs."""
+    groups = set(tables.ordered_groups(payload, "compare"))
+    if not groups & {"triplet_release", "triplet_mdr_release"}:
+        return None
+    lines = [
+        "Paired differences (arm minus baseline, same seeds), in points, mean [95% Student-t "
+        "interval over seeds]; *reading* is that of the chosen-epoch Recall@1:",
+        "",
+        "| comparison | arm | baseline | seeds | ΔR@1, chosen epoch | ΔMAP@R, chosen epoch "
+        "| ΔR@1, last epoch | reading |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, baseline, what in SAMPLER_COMPARISONS:
+        if arm not in groups or baseline not in groups:
+            continue
+        seeds, interval, r1 = _difference(payload, arm, baseline, "test_best", "recall@1")
+        if not seeds:
+            continue
+        _, _, map_r = _difference(payload, arm, baseline, "test_best", "map@r")
+        _, _, last = _difference(payload, arm, baseline, "test_last", "recall@1")
+        lines.append(
+            f"| {what} | {tables.label(payload, arm)} | {tables.label(payload, baseline)} | "
+            f"{len(seeds)} | {r1} | {map_r} | {last} | {_reading(interval)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def update_doc(doc, marker, text):
     """Replaces the text between `<!-- marker:begin -->` and `<!-- marker:end -->`."""
     begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
@@ -180,6 +245,9 @@ def write_reports(payload, mode, out_dir, doc):
         text = report_markdown(payload, mode, out_dir, os.path.dirname(os.path.abspath(doc)))
         if update_doc(doc, marker, text):
             print(f"Updated {doc} ({marker}).")
+        sampler = sampler_markdown(payload) if mode == "compare" else None
+        if sampler and update_doc(doc, f"quality:{payload['config']['dataset']}:sampler", sampler):
+            print(f"Updated {doc} (the sampler section).")
     print()
     print(tables.summary_table(payload, mode, "test_best", payload["config"]["recall_ks"]))
     print()
