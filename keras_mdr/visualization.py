@@ -4,8 +4,11 @@
 * `plot_distance_histogram`: the histogram of MDR-normalised pairwise
   distances with the learned levels marked, the picture that shows what MDR
   does (distances gathered around the levels).
-* `plot_retrieval_grid`: queries and their nearest neighbours, correct ones
-  framed green, wrong ones red.
+* `plot_retrieval_grid`: queries and their nearest neighbours, failed
+  queries first, correct neighbours framed green, wrong ones red.
+
+Each `plot_*` has a `*_figure` twin that returns the Matplotlib `Figure`
+without writing it.
 
 Figures are drawn with Matplotlib's Agg canvas directly, so the process-wide
 pyplot backend is never touched and no display is needed.
@@ -36,8 +39,55 @@ def _save(fig, path):
     return path
 
 
+def recall_curves_figure(curves, *, title="Recall@K"):
+    """The Recall@K figure (see `plot_recall_curves`), not yet written."""
+    if not curves:
+        raise ValueError("Expected at least one Recall@K value. Received: curves={}")
+    if not isinstance(next(iter(curves.values())), dict):
+        curves = {"recall": curves}
+    from matplotlib import ticker
+
+    fig = _figure(6, 4)
+    ax = fig.add_subplot(1, 1, 1)
+    all_ks, all_values = set(), []
+    for name, values in curves.items():
+        ks = sorted(int(k) for k in values)
+        percent = [100.0 * float(values[k]) for k in ks]
+        all_ks.update(ks)
+        all_values += percent
+        ax.plot(ks, percent, marker="o", label=str(name), clip_on=False)
+    ks = sorted(all_ks)
+    if ks[-1] / ks[0] >= 8:
+        ax.set_xscale("log", base=2)
+    # The K themselves as plain integers; no minor ticks (a log axis labels
+    # those "3x10^0").
+    ax.xaxis.set_major_locator(ticker.FixedLocator(ks))
+    ax.xaxis.set_major_formatter(ticker.FixedFormatter([str(k) for k in ks]))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.set_ylim(*_zoomed_percent_range(all_values))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("K")
+    ax.set_ylabel("Recall@K (%)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _zoomed_percent_range(values):
+    """A y range around `values` (in %): curves at 98-100 are not flattened."""
+    lo, hi = min(values), max(values)
+    pad = max(0.5, 0.15 * (hi - lo))
+    return max(0.0, lo - pad), min(100.0, hi + pad)
+
+
 def plot_recall_curves(curves, path, *, title="Recall@K"):
-    """Recall@K curves, K on a log axis.
+    """Recall@K curves, K on a log-2 axis (when K spans 8x or more).
+
+    The K ticks are the K themselves, as integers; the recall axis (in %)
+    spans the values shown, not 0-100, so that curves near 100% stay apart.
 
     Args:
         curves: `{k: recall}` for one curve, or `{name: {k: recall}}` for
@@ -48,31 +98,7 @@ def plot_recall_curves(curves, path, *, title="Recall@K"):
     Returns:
         The path written.
     """
-    if not curves:
-        raise ValueError("Expected at least one Recall@K value. Received: curves={}")
-    first = next(iter(curves.values()))
-    if not isinstance(first, dict):
-        curves = {"recall": curves}
-    fig = _figure(6, 4)
-    ax = fig.add_subplot(1, 1, 1)
-    all_ks = set()
-    for name, values in curves.items():
-        ks = sorted(int(k) for k in values)
-        all_ks.update(ks)
-        ax.plot(ks, [100.0 * values[k] for k in ks], marker="o", label=str(name))
-    if max(all_ks) / min(all_ks) >= 8:
-        ax.set_xscale("log")
-    ax.set_xticks(sorted(all_ks))
-    ax.set_xticklabels([str(k) for k in sorted(all_ks)])
-    ax.set_xlabel("K")
-    ax.set_ylabel("Recall@K (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title)
-    if len(curves) > 1:
-        ax.legend(fontsize="small", loc="lower right")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(recall_curves_figure(curves, title=title), path)
 
 
 def normalized_distances(embeddings, *, labels=None, mean_std=None, max_items=2000, seed=0):
@@ -80,8 +106,9 @@ def normalized_distances(embeddings, *, labels=None, mean_std=None, max_items=20
 
     `D~ = D / mean_{i != j} D` (the scale normalisation MDR applies to each
     batch), then `Z = (D~ - mu) / sigma` with the model's moving statistics
-    `mean_std = (mu, sigma)`, or the sample's own mean and standard deviation
-    of `D~` when `mean_std` is None.
+    `mean_std = (mu, sigma)`, or, when `mean_std` is None, the sample's own
+    statistics computed as MDR computes a batch's: over all N*N entries of
+    `D~` (zero diagonal included), unbiased standard deviation.
 
     Args:
         embeddings: float `(N, d)`; at most `max_items` of them (drawn with
@@ -107,13 +134,17 @@ def normalized_distances(embeddings, *, labels=None, mean_std=None, max_items=20
         pick = np.arange(x.shape[0])
     x = x[pick]
     sq = np.einsum("ij,ij->i", x, x)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * x @ x.T
+    full = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
+    np.fill_diagonal(full, 0.0)
     iu = np.triu_indices(x.shape[0], k=1)
-    d = np.sqrt(np.maximum(d2[iu], 0.0))
+    d = full[iu]
     scale = float(d.mean())
     d_tilde = d / scale if scale > 0 else d
     if mean_std is None:
-        mu, sigma = float(d_tilde.mean()), float(d_tilde.std())
+        # As MDR's batch statistics: all N*N entries (zero diagonal
+        # included), unbiased estimator.
+        everything = full / scale if scale > 0 else full
+        mu, sigma = float(everything.mean()), float(everything.std(ddof=1))
     else:
         mu, sigma = (float(np.asarray(v)) for v in mean_std)
     z = (d_tilde - mu) / (sigma if sigma > 0 else 1.0)
@@ -231,6 +262,53 @@ def _displayable(image):
     return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
 
 
+def failed_first(query_labels, neighbor_labels):
+    """The row order of a retrieval grid: failed queries first, each group in order.
+
+    A query fails when its nearest neighbour has another label.
+
+    Returns:
+        `(order, failed)`: int `(Q,)` row order, bool `(Q,)` per query.
+    """
+    failed = np.asarray(neighbor_labels)[:, 0] != np.asarray(query_labels).reshape(-1)
+    return np.argsort(~failed, kind="stable"), failed
+
+
+def retrieval_grid_figure(query_images, query_labels, neighbor_images, neighbor_labels, *,
+                          neighbor_distances=None, title=None, cell_size=1.6):
+    """The retrieval grid figure (see `plot_retrieval_grid`), not yet written."""
+    query_labels = np.asarray(query_labels).reshape(-1)
+    neighbor_labels = np.asarray(neighbor_labels)
+    q = len(query_images)
+    if q == 0 or neighbor_labels.ndim != 2 or neighbor_labels.shape[0] != q:
+        raise ValueError(
+            "Expected Q >= 1 queries and neighbor_labels of shape (Q, k). "
+            f"Received: Q={q}, neighbor_labels.shape={neighbor_labels.shape}"
+        )
+    order, failed = failed_first(query_labels, neighbor_labels)
+    k = neighbor_labels.shape[1]
+    fig = _figure(cell_size * (k + 1), cell_size * q + 0.6)
+    for row, i in enumerate(order):
+        ax = fig.add_subplot(q, k + 1, row * (k + 1) + 1)
+        _image_cell(ax, query_images[i], "tab:red" if failed[i] else "tab:blue", 3)
+        ax.set_title(f"{'FAILED query' if failed[i] else 'query'}\nlabel {query_labels[i]}",
+                     fontsize="x-small", color="tab:red" if failed[i] else "black")
+        for j in range(k):
+            ax = fig.add_subplot(q, k + 1, row * (k + 1) + j + 2)
+            correct = neighbor_labels[i, j] == query_labels[i]
+            _image_cell(ax, neighbor_images[i][j], "tab:green" if correct else "tab:red", 4)
+            caption = f"#{j + 1} {'ok' if correct else 'wrong'}\nlabel {neighbor_labels[i, j]}"
+            if neighbor_distances is not None:
+                caption += f" d={float(np.asarray(neighbor_distances)[i, j]):.3g}"
+            ax.set_title(caption, fontsize="x-small",
+                         color="tab:green" if correct else "tab:red")
+    summary = f"{int(failed.sum())} of {q} queries failed (nearest neighbour of another label)"
+    fig.suptitle(f"{title or 'Retrieval: queries and their nearest neighbours'}\n"
+                 f"{summary}; failed queries first", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def plot_retrieval_grid(
     query_images,
     query_labels,
@@ -239,10 +317,13 @@ def plot_retrieval_grid(
     path,
     *,
     neighbor_distances=None,
-    title="Retrieval: queries and their nearest neighbours",
+    title=None,
     cell_size=1.6,
 ):
     """A grid: one row per query, then its top-k neighbours, framed by correctness.
+
+    Failed queries (nearest neighbour of another label) come first, framed
+    red and titled "FAILED query"; the title counts them.
 
     Args:
         query_images: sequence of Q images (`(H, W[, C])`, uint8 or float).
@@ -257,29 +338,7 @@ def plot_retrieval_grid(
     Returns:
         The path written.
     """
-    query_labels = np.asarray(query_labels).reshape(-1)
-    neighbor_labels = np.asarray(neighbor_labels)
-    q = len(query_images)
-    if q == 0 or neighbor_labels.ndim != 2 or neighbor_labels.shape[0] != q:
-        raise ValueError(
-            "Expected Q >= 1 queries and neighbor_labels of shape (Q, k). "
-            f"Received: Q={q}, neighbor_labels.shape={neighbor_labels.shape}"
-        )
-    k = neighbor_labels.shape[1]
-    fig = _figure(cell_size * (k + 1), cell_size * q + 0.6)
-    for i in range(q):
-        ax = fig.add_subplot(q, k + 1, i * (k + 1) + 1)
-        _image_cell(ax, query_images[i], "tab:blue", 3)
-        ax.set_title(f"query\nlabel {query_labels[i]}", fontsize="x-small")
-        for j in range(k):
-            ax = fig.add_subplot(q, k + 1, i * (k + 1) + j + 2)
-            correct = neighbor_labels[i, j] == query_labels[i]
-            _image_cell(ax, neighbor_images[i][j], "tab:green" if correct else "tab:red", 4)
-            caption = f"#{j + 1} {'ok' if correct else 'wrong'}\nlabel {neighbor_labels[i, j]}"
-            if neighbor_distances is not None:
-                caption += f" d={float(np.asarray(neighbor_distances)[i, j]):.3g}"
-            ax.set_title(caption, fontsize="x-small",
-                         color="tab:green" if correct else "tab:red")
-    fig.suptitle(title, fontsize="small")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(retrieval_grid_figure(
+        query_images, query_labels, neighbor_images, neighbor_labels,
+        neighbor_distances=neighbor_distances, title=title, cell_size=cell_size,
+    ), path)

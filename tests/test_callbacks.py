@@ -12,7 +12,8 @@ from PIL import Image
 
 import keras_mdr
 from keras_mdr import evaluation
-from keras_mdr.callbacks import RetrievalEvaluation, mdr_state
+from keras_mdr.callbacks import RetrievalEvaluation, RetrievalMetrics, RetrievalPictures
+from keras_mdr.callbacks import mdr_state
 
 DIM_IN = 12
 
@@ -190,3 +191,45 @@ def test_argument_errors():
     infinite = tf.data.Dataset.from_tensor_slices(_data()).batch(8).repeat()
     with pytest.raises(ValueError, match="finite"):
         _fit_plain([RetrievalEvaluation(infinite, verbose=0)], epochs=1)
+
+
+def test_metrics_and_pictures_callbacks_apart(tmp_path):
+    """issue 13: the pictures callback draws what the metrics callback measured,
+    and only after the epochs it evaluated."""
+    held_out = _data(seed=1)
+    measure = RetrievalMetrics(held_out, ks=(1, 2), every_n_epochs=2, verbose=0)
+    draw = RetrievalPictures(measure, str(tmp_path), plot_distances="epoch", grid_queries=0)
+    model, history = _fit_plain([measure, draw], epochs=4)
+    assert [epoch for epoch, _ in measure.history] == [1, 3]
+    assert measure.last.epoch == 3 and measure.last.metrics == measure.history[-1][1]
+    assert history.history["val_recall@1"][-1] == measure.last.metrics["recall@1"]
+    pictures = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "*.png")))
+    assert pictures == ["distances_epoch_002.png", "distances_epoch_004.png",
+                        "recall_at_k.png"]
+    np.testing.assert_allclose(measure.last.queries, model.predict(held_out[0], verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="RetrievalMetrics"):
+        RetrievalPictures(object(), None)
+
+
+def test_grid_prefers_failed_queries():
+    """issue 12: the grid showed successes only; failed queries fill up to half the rows."""
+    x, y = _data(seed=2)
+    noisy = x + 2.0 * np.random.default_rng(3).normal(size=x.shape).astype(np.float32)
+    measure = RetrievalMetrics((noisy, y), ks=(1,), embed_fn=lambda v: np.asarray(v),
+                               verbose=0)
+    recall = measure.evaluate()["recall@1"]
+    assert 0.1 < recall < 0.9, recall  # both kinds exist
+    for rows in (4, 7):
+        draw = RetrievalPictures(measure, None, grid_queries=rows, grid_k=3, seed=5)
+        picks, neighbours, _, neighbour_labels = draw.grid_neighbours()
+        failed = neighbour_labels[:, 0] != y[picks]
+        assert picks.shape == (rows,) and len(set(picks.tolist())) == rows
+        assert failed.sum() == -(-rows // 2), (rows, failed)
+        assert not (neighbours == picks[:, None]).any()  # a query is not its own neighbour
+    always_right = RetrievalMetrics((x[:8], np.arange(8) // 4), ks=(1,),
+                                    embed_fn=lambda v: np.eye(8, dtype=np.float32)[
+                                        np.arange(len(v)) // 4 * 4], verbose=0)
+    always_right.evaluate()
+    picks, *_ = RetrievalPictures(always_right, None, grid_queries=3).grid_neighbours()
+    assert picks.shape == (3,)  # no failures: successes fill every row
