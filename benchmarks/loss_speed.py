@@ -23,7 +23,10 @@ and to the loss's own variables):
 Timing: the processes stay alive; every round times every variant once, in
 an order shuffled per round (seeded), so that load changes on a shared
 machine hit all variants alike. One sample is the mean of `reps` calls, with
-`reps` chosen at warm-up so that a sample lasts at least --min_sample_ms.
+`reps` chosen at warm-up so that a sample lasts at least --min_sample_ms. A
+loss and the same loss inside MDR are timed as a pair, their calls alternated
+one by one, so that the with/without-MDR ratio compares calls made under the
+same load.
 Each comparison (TFA / ours, PML / ours, with MDR / without) is a per-round
 ratio: we report its median and the 95% order-statistic interval over the
 rounds (`benchmarks/stats.py`). Peak memory (--memory) is VmHWM of a fresh
@@ -294,6 +297,33 @@ def calibrate(variant, min_sample_ms):
     return max(1, math.ceil(min_sample_ms / max(first, 1e-3)))
 
 
+def time_pair(first, second, reps):
+    """Mean ms per call of two local variants, their calls alternated one by one.
+
+    Alternating call by call puts the two under the same load to within a
+    call, which is what a with/without-MDR ratio needs on a shared machine.
+    """
+    totals = [0.0, 0.0]
+    for _ in range(reps):
+        for i, variant in enumerate((first, second)):
+            start = time.perf_counter()
+            variant.run()
+            totals[i] += time.perf_counter() - start
+    return [1e3 * t / reps for t in totals]
+
+
+def timing_units(keys, built):
+    """Keys grouped for timing: (base, base+mdr) pairs of local variants, others alone."""
+    units, paired = [], set()
+    for key in keys:
+        partner = key + "+mdr"
+        if partner in built and isinstance(built[key], LocalVariant):
+            units.append((key, partner))
+            paired.update((key, partner))
+    units += [(key,) for key in keys if key not in paired]
+    return units
+
+
 def time_batch(batch_size, keys, workers, args, rng):
     """{key: [ms per round]} with rounds interleaved in a shuffled order."""
     built = {}
@@ -304,11 +334,17 @@ def time_batch(batch_size, keys, workers, args, rng):
         else:
             built[key] = LocalVariant(key, batch_size, args.dim)
     reps = {key: calibrate(v, args.min_sample_ms) for key, v in built.items()}
+    units = timing_units(keys, built)
     samples = {key: [] for key in keys}
     for round_index in range(args.rounds):
-        for i in rng.permutation(len(keys)):
-            key = keys[i]
-            samples[key].append(built[key].time(reps[key]))
+        for i in rng.permutation(len(units)):
+            unit = units[i]
+            if len(unit) == 2:
+                times = time_pair(built[unit[0]], built[unit[1]], max(reps[k] for k in unit))
+            else:
+                times = [built[unit[0]].time(reps[unit[0]])]
+            for key, ms in zip(unit, times):
+                samples[key].append(ms)
         print(f"  B={batch_size} round {round_index + 1}/{args.rounds}", flush=True)
     return samples, reps
 
