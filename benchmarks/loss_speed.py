@@ -29,7 +29,10 @@ one by one, so that the with/without-MDR ratio compares calls made under the
 same load.
 Each comparison (TFA / ours, PML / ours, with MDR / without) is a per-round
 ratio: we report its median and the 95% order-statistic interval over the
-rounds (`benchmarks/stats.py`). Peak memory (--memory) is VmHWM of a fresh
+rounds (`benchmarks/stats.py`). Each sample also records the process CPU
+time per call (all threads of the process that ran it), whose ratios
+(`cpu_ratios`) a shared machine's load disturbs less than wall-clock time
+(it does not count the time a variant waits for a core). Peak memory (--memory) is VmHWM of a fresh
 process running one step, above the same process's peak after its imports.
 
 Writes benchmarks/results/loss_speed.json (see benchmarks/provenance.py);
@@ -207,10 +210,12 @@ class LocalVariant:
         return value.numpy(), [g.numpy() for g in grads]
 
     def time(self, reps):
-        start = time.perf_counter()
+        """(wall ms, process CPU ms) per call, means over `reps` calls."""
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(reps):
             self.run()
-        return 1e3 * (time.perf_counter() - start) / reps
+        return (1e3 * (time.perf_counter() - start) / reps,
+                1e3 * (time.process_time() - cpu) / reps)
 
 
 class Worker:
@@ -251,7 +256,9 @@ class RemoteVariant:
         worker.ask(op="setup", variant=self.name, batch=batch_size, dim=dim, margin=MARGIN)
 
     def time(self, reps):
-        return self.worker.ask(op="time", variant=self.name, batch=self.batch_size, reps=reps)["ms"]
+        """(wall ms, process CPU ms) per call in the worker, means over `reps` calls."""
+        reply = self.worker.ask(op="time", variant=self.name, batch=self.batch_size, reps=reps)
+        return reply["ms"], reply["cpu_ms"]
 
 
 # ----------------------------------------------------------------------------
@@ -293,7 +300,7 @@ def comparisons(keys):
 
 
 def calibrate(variant, min_sample_ms):
-    first = variant.time(1)
+    first, _ = variant.time(1)
     return max(1, math.ceil(min_sample_ms / max(first, 1e-3)))
 
 
@@ -303,13 +310,14 @@ def time_pair(first, second, reps):
     Alternating call by call puts the two under the same load to within a
     call, which is what a with/without-MDR ratio needs on a shared machine.
     """
-    totals = [0.0, 0.0]
+    wall, cpu = [0.0, 0.0], [0.0, 0.0]
     for _ in range(reps):
         for i, variant in enumerate((first, second)):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             variant.run()
-            totals[i] += time.perf_counter() - start
-    return [1e3 * t / reps for t in totals]
+            wall[i] += time.perf_counter() - start
+            cpu[i] += time.process_time() - cpu_start
+    return [(1e3 * w / reps, 1e3 * c / reps) for w, c in zip(wall, cpu)]
 
 
 def timing_units(keys, built):
@@ -336,6 +344,7 @@ def time_batch(batch_size, keys, workers, args, rng):
     reps = {key: calibrate(v, args.min_sample_ms) for key, v in built.items()}
     units = timing_units(keys, built)
     samples = {key: [] for key in keys}
+    cpu_samples = {key: [] for key in keys}
     for round_index in range(args.rounds):
         for i in rng.permutation(len(units)):
             unit = units[i]
@@ -343,10 +352,11 @@ def time_batch(batch_size, keys, workers, args, rng):
                 times = time_pair(built[unit[0]], built[unit[1]], max(reps[k] for k in unit))
             else:
                 times = [built[unit[0]].time(reps[unit[0]])]
-            for key, ms in zip(unit, times):
+            for key, (ms, cpu_ms) in zip(unit, times):
                 samples[key].append(ms)
+                cpu_samples[key].append(cpu_ms)
         print(f"  B={batch_size} round {round_index + 1}/{args.rounds}", flush=True)
-    return samples, reps
+    return samples, cpu_samples, reps
 
 
 def summarise(samples, keys):
@@ -436,9 +446,12 @@ def main(argv=None):
         keys = variants_for(batch_size, lanes, families, args)
         if "pml" in lanes and batch_size not in (128, 512, 1024):
             keys = [k for k in keys if not k.startswith("pml:")]
-        samples, reps = time_batch(batch_size, keys, workers, args, rng)
+        samples, cpu_samples, reps = time_batch(batch_size, keys, workers, args, rng)
         times, ratios = summarise(samples, keys)
-        entry = {"samples_ms": samples, "reps": reps, "times_ms": times, "ratios": ratios}
+        cpu_times, cpu_ratios = summarise(cpu_samples, keys)
+        entry = {"samples_ms": samples, "reps": reps, "times_ms": times, "ratios": ratios,
+                 "cpu_samples_ms": cpu_samples, "cpu_times_ms": cpu_times,
+                 "cpu_ratios": cpu_ratios}
         if args.memory:
             entry["memory"] = {key: peak_memory(key, batch_size, args.dim) for key in keys}
         results["batches"][str(batch_size)] = entry

@@ -70,11 +70,14 @@ def loss_speed_tfa(payload):
         f"{v['tfa']['tensorflow']}, TensorFlow Addons {v['tfa']['tensorflow_addons']} "
         "(a subprocess of `.venv-tfa`); port: TFA's semi-hard algorithm op for op in TF 2.21.",
         "",
-        "| B | ours semi-hard | TFA semi-hard | TFA / ours | port | port / ours | ours hard | TFA hard | TFA / ours (hard) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| B | ours semi-hard | TFA semi-hard | TFA / ours | TFA / ours, CPU time | port | "
+        "port / ours | ours hard | TFA hard | TFA / ours (hard) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b, entry in res["batches"].items():
         t, r = entry["times_ms"], entry["ratios"]
+        cpu = entry.get("cpu_ratios", {}).get("tfa:semihard / ours:semihard")
+        cpu = _interval(cpu, "{:.1f}x") if cpu else "-"
 
         def cell(key, t=t):
             return _ms(t[key]) if key in t else "skipped"
@@ -84,11 +87,12 @@ def loss_speed_tfa(payload):
 
         lines.append(
             f"| {b} | {cell('ours:semihard')} | {cell('tfa:semihard')} | "
-            f"{ratio('tfa:semihard / ours:semihard')} | {cell('port:semihard')} | "
+            f"{ratio('tfa:semihard / ours:semihard')} | {cpu} | {cell('port:semihard')} | "
             f"{ratio('port:semihard / ours:semihard')} | {cell('ours:hard')} | "
             f"{cell('tfa:hard')} | {ratio('tfa:hard / ours:hard')} |"
         )
-    lines += ["", "MDR's overhead (with MDR / without, per-round ratio, 95% interval):", "",
+    lines += ["", "MDR's overhead (with MDR / without, the two timed as a pair with their calls "
+              "alternated one by one; median per-round ratio, 95% interval):", "",
               "| B | semi-hard | hard | distance-weighted |", "|---|---|---|---|"]
     for b, entry in res["batches"].items():
         r = entry["ratios"]
