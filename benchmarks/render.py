@@ -100,8 +100,43 @@ def loss_speed_tfa(payload):
             _interval(r[f"ours:{t}+mdr / ours:{t}"], "{:.3f}") for t in ("semihard", "hard", "distance_weighted")
         ]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
-    lines += ["", _source(payload, "loss_speed")]
+    lines += ["", "The same, in process CPU time per call:", "",
+              "| B | semi-hard | hard | distance-weighted |", "|---|---|---|---|"]
+    for b, entry in res["batches"].items():
+        r = entry.get("cpu_ratios", {})
+        cells = [_interval(r[f"ours:{t}+mdr / ours:{t}"], "{:.3f}") if r else "-"
+                 for t in ("semihard", "hard", "distance_weighted")]
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines += ["", *loss_speed_targets(res), "", _source(payload, "loss_speed")]
     return "\n".join(lines)
+
+
+TRIPLET_LABELS = {"semihard": "semi-hard", "hard": "hard", "distance_weighted": "distance-weighted"}
+
+
+def _verdict(met):
+    return "**met**" if met else "**not met**"
+
+
+def loss_speed_targets(res):
+    """The two targets, checked against the interval ends of the B = 512 run."""
+    entry = res["batches"].get("512")
+    if entry is None:
+        return ["Targets: no B = 512 measurement in this run."]
+    lines = ["Targets at B = 512, judged on the end of each 95% interval:", ""]
+    for label, ratios in (("wall clock", entry["ratios"]), ("CPU time", entry.get("cpu_ratios"))):
+        if not ratios:
+            continue
+        tfa = ratios.get("tfa:semihard / ours:semihard")
+        if tfa is not None and tfa["low"] is not None:
+            lines.append(f"- semi-hard >= 30x real TFA ({label}): lower end {tfa['low']:.1f}x, "
+                         f"{_verdict(tfa['low'] >= 30.0)}.")
+        for t in ("semihard", "hard", "distance_weighted"):
+            r = ratios.get(f"ours:{t}+mdr / ours:{t}")
+            if r is not None and r["high"] is not None:
+                lines.append(f"- MDR overhead <= 15% on {TRIPLET_LABELS[t]} ({label}): upper end "
+                             f"+{100 * (r['high'] - 1):.1f}%, {_verdict(r['high'] <= 1.15)}.")
+    return lines
 
 
 FAMILY_LABELS = {
