@@ -148,6 +148,18 @@ def size_pair(size, name):
     return int(size[0]), int(size[1])
 
 
+def crop_sizes(image_size, resize_size):
+    """`(image_size, resize_size)` as `(height, width)` pairs, the crop within the resize."""
+    image_size = size_pair(image_size, "image_size")
+    resize_size = size_pair(resize_size, "resize_size")
+    if image_size[0] > resize_size[0] or image_size[1] > resize_size[1]:
+        raise ValueError(
+            "Expected `image_size` no larger than `resize_size`. "
+            f"Received: image_size={image_size}, resize_size={resize_size}"
+        )
+    return image_size, resize_size
+
+
 def range_pair(values, name, low, high):
     """`(min, max)` as floats with `low < min <= max <= high`."""
     if (

@@ -87,3 +87,14 @@ def test_size_pair_and_range_pair():
     for bad in ((0.0, 1.0), (0.5, 0.4), (0.5, 1.5), (0.5,), "ab"):
         with pytest.raises(ValueError, match="Received: scale="):
             validation.range_pair(bad, "scale", 0.0, 1.0)
+
+
+def test_crop_sizes_returns_pairs_and_refuses_a_crop_larger_than_the_resize():
+    assert validation.crop_sizes(32, (36, 40)) == ((32, 32), (36, 40))
+    assert validation.crop_sizes((36, 40), (36, 40)) == ((36, 40), (36, 40))
+    for image_size, resize_size in ((37, 36), ((32, 41), 40)):
+        with pytest.raises(ValueError, match=r"Expected `image_size` no larger than `resize_size`\. "
+                           r"Received: image_size=\(\d+, \d+\), resize_size="):
+            validation.crop_sizes(image_size, resize_size)
+    with pytest.raises(ValueError, match=r"Expected `resize_size` to be a positive int or a pair"):
+        validation.crop_sizes(4, 0)

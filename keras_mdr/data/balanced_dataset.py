@@ -137,16 +137,11 @@ def balanced_dataset(
         images = tf.stack([load(indices[k], image_seeds[k]) for k in range(images_per_class)])
         return images, tf.fill([images_per_class], label), position
 
-    dataset = tf.data.Dataset.counter(start=start_batch).map(sample).unbatch()
-    dataset = dataset.map(load_group, num_parallel_calls=num_parallel_calls, deterministic=True)
-    if strict:
-        dataset = dataset.map(lambda images, labels, position: (images, labels))
-    else:
-        dataset = image_reader_lib.count_skipped(
-            dataset.ignore_errors(),
-            what="class groups holding an image that failed to decode",
-            start=start_batch * classes_per_batch,
-        )
+    dataset = image_reader_lib.decoded_stream(
+        sample, load_group, start_batch, classes_per_batch, strict,
+        what="class groups holding an image that failed to decode",
+        num_parallel_calls=num_parallel_calls,
+    )
     dataset = dataset.batch(classes_per_batch, drop_remainder=True)
     dataset = dataset.map(_flatten_groups).prefetch(tf.data.AUTOTUNE)
     # The stream is already endless; `repeat` only makes its cardinality say

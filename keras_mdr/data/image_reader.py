@@ -317,6 +317,35 @@ def transformed_reader(split, transform, strict=False):
     return lambda index, seed: transform(read(index), seed)
 
 
+def decoded_stream(sample, load, start_batch, rows_per_batch, strict, what,
+                   num_parallel_calls=tf.data.AUTOTUNE):
+    """The rows of an endless batch stream, decoded, with one policy for bad images.
+
+    Batch numbers count from `start_batch`; `sample(batch_number)` returns that
+    batch's rows (each ending with its int64 position in the stream) and
+    `load(*row)` decodes one row to `(x, y, position)`, in order.
+
+    Args:
+        sample: batch number -> the batch's rows, stacked.
+        load: one row -> `(x, y, position)`.
+        start_batch: the first batch number.
+        rows_per_batch: rows `sample` returns per batch (positions of a
+            resumed stream start at `start_batch * rows_per_batch`).
+        strict: fail on an unreadable image; else skip its row and warn with
+            the count (`count_skipped`).
+        what: what a skipped row is, for the warning.
+        num_parallel_calls: parallel `load` calls.
+
+    Returns:
+        An endless, unbatched dataset of `(x, y)`.
+    """
+    dataset = tf.data.Dataset.counter(start=start_batch).map(sample).unbatch()
+    dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if strict:
+        return dataset.map(lambda x, y, position: (x, y))
+    return count_skipped(dataset.ignore_errors(), what=what, start=start_batch * rows_per_batch)
+
+
 def count_skipped(dataset, total=None, what="images that failed to decode", start=0):
     """Counts elements dropped upstream by `ignore_errors`, with a warning.
 

@@ -139,12 +139,8 @@ def release_batches(
     def load_one(index, label, image_seed, position):
         return load(index, image_seed), label, position
 
-    dataset = tf.data.Dataset.counter(start=start_batch).map(sample).unbatch()
-    dataset = dataset.map(load_one, num_parallel_calls=num_parallel_calls, deterministic=True)
-    if strict:
-        dataset = dataset.map(lambda image, label, position: (image, label))
-    else:
-        dataset = image_reader_lib.count_skipped(
-            dataset.ignore_errors(), what="images that failed to decode",
-            start=start_batch * batch_size)
+    dataset = image_reader_lib.decoded_stream(
+        sample, load_one, start_batch, batch_size, strict,
+        what="images that failed to decode", num_parallel_calls=num_parallel_calls,
+    )
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).repeat()

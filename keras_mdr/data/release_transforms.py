@@ -261,13 +261,7 @@ def release_eval_transform(image_size=224, resize_size=256):
     >>> transform(tf.zeros((30, 40, 3), "uint8"), None).shape
     TensorShape([16, 16, 3])
     """
-    image_size = validation.size_pair(image_size, "image_size")
-    resize_size = validation.size_pair(resize_size, "resize_size")
-    if image_size[0] > resize_size[0] or image_size[1] > resize_size[1]:
-        raise ValueError(
-            "Expected `image_size` no larger than `resize_size`. "
-            f"Received: image_size={image_size}, resize_size={resize_size}"
-        )
+    image_size, resize_size = validation.crop_sizes(image_size, resize_size)
     # torchvision's CenterCrop: offsets rounded half to even.
     top = int(round((resize_size[0] - image_size[0]) / 2.0))
     left = int(round((resize_size[1] - image_size[1]) / 2.0))

@@ -218,13 +218,7 @@ def eval_transform(image_size=224, resize_size=256, preprocess=None):
     >>> transform(tf.zeros((50, 80, 3), "uint8"), None).shape
     TensorShape([32, 32, 3])
     """
-    image_size = validation.size_pair(image_size, "image_size")
-    resize_size = validation.size_pair(resize_size, "resize_size")
-    if image_size[0] > resize_size[0] or image_size[1] > resize_size[1]:
-        raise ValueError(
-            "Expected `image_size` no larger than `resize_size`. "
-            f"Received: image_size={image_size}, resize_size={resize_size}"
-        )
+    image_size, resize_size = validation.crop_sizes(image_size, resize_size)
     size = np.array(
         [image_size[0] / resize_size[0], image_size[1] / resize_size[1]], np.float32
     )
