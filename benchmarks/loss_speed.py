@@ -159,24 +159,20 @@ def our_loss(name, batch_size, dim):
         }[base](), []
     if base in TRIPLETS:
         loss = keras_mdr.MDRTripletLoss(base_loss=base, margin=MARGIN, seed=0)
-        regularizer = keras_mdr.MDRRegularizer()
+    else:
+        loss = _family_loss(base, batch_size, dim)
+        if mdr:
+            loss = keras_mdr.MDRLoss(base_loss=loss)
+    if not loss.stateful:
+        return loss, []
+    # A stateful loss (MDR's levels, proxies, centres, beta) gets the state
+    # Layer a model would own; its variables are differentiated too.
+    state = loss.build_state()
 
-        def call(y, e):
-            return loss.objective(y, e, regularizer, step=0, training=True)["loss"]
+    def call_with_state(y, e):
+        return loss.batch_objective(y, e, state=state, step=0, training=True)["loss"]
 
-        return call, [regularizer.levels]
-    loss = _family_loss(base, batch_size, dim)
-    # A stateful loss (proxies, centres, beta) gets the state Layer a model
-    # would own; its variables are differentiated too.
-    state = loss.build_state() if getattr(loss, "stateful", False) else None
-    variables = [] if state is None else list(state.trainable_variables)
-    if state is not None:
-        plain = loss
-        loss = lambda y, e: plain(y, e, state=state)  # noqa: E731
-    if not mdr:
-        return loss, variables
-    wrapped = keras_mdr.losses.MDRLoss(base_loss=loss)
-    return wrapped, variables + list(getattr(wrapped, "trainable_variables", []) or [])
+    return call_with_state, list(state.trainable_variables)
 
 
 def make_step(loss, extra, jit_compile=False):

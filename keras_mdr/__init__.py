@@ -9,6 +9,7 @@ from keras_mdr import index, preprocessing, validation
 from keras_mdr.layers import MDRRegularizer
 from keras_mdr.losses import (
     DistanceWeightedTripletLoss,
+    MDRLoss,
     MDRTripletLoss,
     TripletHardLoss,
     TripletSemiHardLoss,
@@ -30,6 +31,7 @@ __all__ = [
     "ProxyAnchorLoss",
     "SupConLoss",
     "DistanceWeightedTripletLoss",
+    "MDRLoss",
     "MDRModel",
     "MDRRegularizer",
     "MDRTrainStepMixin",

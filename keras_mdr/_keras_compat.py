@@ -14,6 +14,8 @@ new version and widens the range or deletes the workaround.
 """
 
 import dataclasses
+import functools
+import inspect
 import warnings
 
 import keras
@@ -69,6 +71,14 @@ WORKAROUNDS = {
     # distribution strategy. No upstream report found.
     "mark_compiled_loss_built": Workaround(
         upstream="none found",
+        verified=("3.15", "3.15"),
+    ),
+    # compile() never calls or inspects the loss, so a loss whose state the
+    # model must own, compiled on a plain keras.Model, fails only at the first
+    # step. keras.Model.compile is wrapped to check the loss first
+    # (`install_compile_check`). Not a Keras bug: Keras has no hook for it.
+    "compile_check": Workaround(
+        upstream="none: Keras offers no compile-time hook for a loss",
         verified=("3.15", "3.15"),
     ),
 }
@@ -146,3 +156,52 @@ def mark_compiled_loss_built(model, y, y_pred):
     compiled = model._compile_loss
     if compiled is not None and not compiled.built:
         compiled.build(y, y_pred)
+
+
+_MARK = "_keras_mdr_compile_check"
+
+
+def install_compile_check(check):
+    """Makes every `keras.Model.compile()` call `check(model, loss)` first.
+
+    Why: Keras' `compile()` never calls or inspects the loss, so a keras_mdr
+    loss whose state the model must own (MDR's levels, proxies, centres,
+    beta) compiled on a plain `keras.Model` or `Sequential` would be
+    accepted and fail only at the first training step. Keras' own
+    `compile` is the one method every model's `compile()` reaches
+    (subclasses that override it call `super().compile`), so it is wrapped,
+    once, in the class that defines it (Keras' `Trainer`, found on
+    `keras.Model`'s MRO). Not on `keras.Model` itself: Keras'
+    `compile_from_config` compares `cls.compile` with `Trainer.compile` to
+    detect models that override `compile()`, and would then skip compiling
+    every model that `load_model` restores.
+
+    Version guard: `WORKAROUNDS["compile_check"]`; besides, on a Keras whose
+    `compile` has no `loss` parameter nothing is installed, and such a loss
+    still fails, clearly, at its first step.
+
+    Args:
+        check: callable `(model, loss)` that raises for a loss the model
+            cannot train; its return value is ignored.
+
+    Returns:
+        True if the check is installed (now or before), else False.
+    """
+    owner = next(klass for klass in keras.Model.__mro__ if "compile" in vars(klass))
+    original = vars(owner)["compile"]
+    if getattr(original, _MARK, None) is not None:
+        setattr(original, _MARK, check)
+        return True
+    signature = inspect.signature(original)
+    if "loss" not in signature.parameters:
+        return False
+
+    @functools.wraps(original)
+    def compile(self, *args, **kwargs):
+        loss = signature.bind_partial(self, *args, **kwargs).arguments.get("loss")
+        getattr(compile, _MARK)(self, loss)
+        return original(self, *args, **kwargs)
+
+    setattr(compile, _MARK, check)
+    setattr(owner, "compile", compile)
+    return True

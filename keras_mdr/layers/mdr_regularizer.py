@@ -136,7 +136,7 @@ class MDRRegularizer(keras.layers.Layer):
         # A skipped (non-finite) batch still shows its NaN through the penalty.
         return tf.where(finite, new_mean, batch_mean), tf.where(finite, new_std, batch_std)
 
-    def penalty(self, distances, scale=1.0, training=False):
+    def penalty(self, distances, scale=1.0, training=False, sample_weight=None):
         """`L_MDR` of `distances / scale`, updating the statistics in training.
 
         Args:
@@ -144,9 +144,11 @@ class MDRRegularizer(keras.layers.Layer):
                 diagonal).
             scale: the batch's mean distance (gradient flows through it).
             training: bool; the moving statistics are updated only when true.
+            sample_weight: optional `(batch,)` anchor weights of the pairs
+                (`keras_mdr.losses.mdr_penalty`); the statistics ignore them.
         """
         mean, std = self.statistics(distances, scale, training=training)
-        return mdr_lib.mdr_penalty(distances, self.levels, mean, std, scale)
+        return mdr_lib.mdr_penalty(distances, self.levels, mean, std, scale, sample_weight)
 
     def call(self, inputs, training=False):
         embeddings = distances_lib.check_embeddings(inputs)

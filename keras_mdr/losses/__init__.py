@@ -12,6 +12,7 @@ from keras_mdr.losses.distance_weighted_triplet_loss import DistanceWeightedTrip
 from keras_mdr.losses.mdr import distance_statistics, level_penalty, mdr_penalty, mean_distance
 from keras_mdr.losses.loss_parameter import LossParameter
 from keras_mdr.losses.margin_loss import MarginLoss
+from keras_mdr.losses.mdr_loss import MDRLoss
 from keras_mdr.losses.mdr_triplet_loss import MDRTripletLoss
 from keras_mdr.losses.metric_loss import MetricLoss, weighted_mean
 from keras_mdr.losses.multi_similarity_loss import MultiSimilarityLoss
@@ -35,6 +36,7 @@ __all__ = [
     "ProxyAnchorLoss",
     "SupConLoss",
     "DistanceWeightedTripletLoss",
+    "MDRLoss",
     "MDRTripletLoss",
     "MetricLoss",
     "TripletHardLoss",

@@ -109,6 +109,8 @@ class ArcFaceLoss(MetricLoss):
         for Deep Face Recognition", CVPR 2019.
     """
 
+    compares_inner_products = True
+
     def __init__(self, num_classes, embedding_size, margin=0.5, scale=64.0,
                  centre_initializer="random_normal", name="arcface_loss", **kwargs):
         super().__init__(name=name, **kwargs)

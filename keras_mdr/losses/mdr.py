@@ -46,8 +46,8 @@ def distance_statistics(distances, scale=1.0):
     return mean, tf.sqrt(variance)
 
 
-def mdr_penalty(distances, levels, mean, std, scale=1.0):
-    """`mean_{i != j} min_l |(D_ij / scale - mean) / std - v_l|`.
+def mdr_penalty(distances, levels, mean, std, scale=1.0, sample_weight=None):
+    """`mean_{i != j} w_i min_l |(D_ij / scale - mean) / std - v_l|`.
 
     Args:
         distances: float32 `(batch, batch)` distances with a zero diagonal.
@@ -56,22 +56,32 @@ def mdr_penalty(distances, levels, mean, std, scale=1.0):
             gradient flows into them).
         scale: float32 scalar the distances are divided by (the batch's mean
             distance in MDR); the gradient flows through it.
+        sample_weight: optional float32 `(batch,)` weights `w`, one per
+            anchor (row) as in `keras_mdr.losses.MetricLoss`: the mean still
+            divides by the number of pairs, so weights 1 give the unweighted
+            value and zeros give 0. Defaults to 1.
 
     Returns:
         float32 scalar; 0 for a batch of one (no pair). A zero `std` (all
         distances equal) normalises to 0 rather than NaN.
     """
+    distances = tf.convert_to_tensor(distances, tf.float32)
+    if sample_weight is None:
+        weights = tf.ones([tf.shape(distances)[0]], tf.float32)
+    else:
+        weights = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
     return _mdr_penalty(
-        tf.convert_to_tensor(distances, tf.float32),
+        distances,
         tf.convert_to_tensor(scale, tf.float32),
         tf.convert_to_tensor(levels, tf.float32),
         tf.stop_gradient(tf.cast(mean, tf.float32)),
         tf.stop_gradient(tf.cast(std, tf.float32)),
+        tf.stop_gradient(weights),
     )
 
 
 @tf.custom_gradient
-def _mdr_penalty(distances, scale, levels, mean, std):
+def _mdr_penalty(distances, scale, levels, mean, std, weights):
     # A hand-written gradient: the nearest level's sign is all the backward
     # pass needs, a few (B, B) passes instead of differentiating L abs/min
     # passes and the scaling. This keeps MDR's cost small next to the base loss.
@@ -94,7 +104,9 @@ def _mdr_penalty(distances, scale, levels, mean, std):
     # gather, not [] indexing: XLA needs a strided slice's bounds at compile
     # time and would constant-fold the whole step to find them, every call.
     diagonal = tf.abs(tf.gather(diagonal_residuals, diagonal_level))
-    total = tf.reduce_sum(best_gap) - tf.cast(batch, tf.float32) * diagonal
+    # Weights of 1 multiply exactly: the unweighted value bit for bit.
+    rows = weights[:, None]
+    total = tf.reduce_sum(best_gap * rows) - tf.reduce_sum(weights) * diagonal
     value = tf.math.divide_no_nan(total, pairs)
 
     def grad(upstream):
@@ -103,17 +115,19 @@ def _mdr_penalty(distances, scale, levels, mean, std):
         # scale's sum. The levels' sum takes the B diagonal terms back out.
         sign = tf.sign(normalized - tf.gather(levels, best_index))
         weight = tf.math.divide_no_nan(upstream, pairs)
-        grad_distances = sign * (weight * slope)
-        grad_scale = -weight * slope / scale * tf.reduce_sum(sign * distances)
+        weighted_sign = sign * rows
+        grad_distances = weighted_sign * (weight * slope)
+        grad_scale = -weight * slope / scale * tf.reduce_sum(weighted_sign * distances)
         num_levels = tf.shape(levels)[0]
         per_level = tf.math.unsorted_segment_sum(
-            tf.reshape(sign, [-1]), tf.reshape(best_index, [-1]), num_levels
+            tf.reshape(weighted_sign, [-1]), tf.reshape(best_index, [-1]), num_levels
         )
-        per_level -= tf.cast(batch, tf.float32) * tf.sign(
+        per_level -= tf.reduce_sum(weights) * tf.sign(
             tf.gather(diagonal_residuals, diagonal_level)
         ) * tf.one_hot(diagonal_level, num_levels)
         grad_levels = -weight * per_level
-        return grad_distances, grad_scale, grad_levels, tf.zeros_like(mean), tf.zeros_like(std)
+        return (grad_distances, grad_scale, grad_levels, tf.zeros_like(mean), tf.zeros_like(std),
+                tf.zeros_like(weights))
 
     return value, grad
 

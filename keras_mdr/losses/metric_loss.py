@@ -23,17 +23,25 @@ once for every subclass:
   Keras sums the replicas' gradients and does not divide a scalar loss.
 
 Subclasses implement `compute(labels, embeddings, sample_weight, state)` on
-the global batch. Losses with learnable state (proxies, learnable margins,
-MDR's levels) also implement `build_state()`, returning the Layer that holds
-it; a `keras.losses.Loss` cannot own variables in Keras 3 (the optimizer
-never sees them), so the model owns that Layer: `keras_mdr.MDRModel` or a
-model using `keras_mdr.MDRTrainStepMixin` builds it at `compile()`, trains it,
-saves it and passes it to the loss as `state`.
+the global batch (or `objective()`, to return named terms to log too).
+
+**Learnable state.** A `keras.losses.Loss` cannot own variables in Keras 3
+(the optimizer never sees them, `.keras` files do not restore them), so a
+loss with state (proxies, learnable margins, MDR's levels) says so by
+returning a new Layer from `build_state()`; `stateful` is true exactly when
+it does (None means stateless). The model owns that Layer:
+`keras_mdr.MDRModel` or a `keras_mdr.MDRTrainStepMixin` model calls
+`build_state()` once at `compile()` (before the optimizer is built), trains,
+saves and restores it, mirrors it under `tf.distribute`, and passes it back
+as `state`. Compiling a stateful loss on a model that cannot own its state
+(a plain `keras.Model`, `Sequential`) raises at `compile()`; called without
+`state`, a stateful loss raises too.
 """
 
 import keras
 import tensorflow as tf
 
+from keras_mdr import _keras_compat
 from keras_mdr import distances as distances_lib
 
 NO_STATE_OWNER = (
@@ -169,19 +177,66 @@ class MetricLoss(keras.losses.Loss):
         raise NotImplementedError(f"{type(self).__name__} must implement compute().")
 
     def build_state(self):
-        """The Layer holding the loss's learnable state; None if it has none.
+        """A new Layer holding the loss's learnable state; None if it has none.
 
-        Stateful subclasses create every variable here (or in the layer's
-        constructor), so they exist before the optimizer is built.
+        The model that owns the state (`keras_mdr.MDRModel`, or a model using
+        `keras_mdr.MDRTrainStepMixin`) calls this once, at `compile()`, so
+        every variable exists before the optimizer is built; it then trains,
+        saves and restores the Layer and passes it back as `state`. Name
+        the Layer after the loss: `.keras` files store its variables under
+        that name.
         """
         return None
 
     @property
     def stateful(self):
-        """Whether the loss needs a state Layer owned by the model."""
+        """Whether `build_state()` returns a Layer (the loss needs a model to own it).
+
+        The default says True for a subclass that overrides `build_state()`;
+        a subclass whose `build_state()` can return None (e.g. `MarginLoss`
+        with a fixed beta) overrides this to match.
+        """
         return type(self).build_state is not MetricLoss.build_state
 
-    def __call__(self, y_true, y_pred, sample_weight=None, state=None):
+    # True for losses on inner products of the embeddings as given (cosine
+    # losses for unit rows): `MDRLoss` then does not divide their input by
+    # the batch's mean distance, which would act as a temperature.
+    compares_inner_products = False
+
+    # Names of the terms `objective()` returns besides "loss" that a model
+    # logs (averaged over the epoch, like the loss).
+    log_names = ()
+
+    def objective(self, labels, embeddings, sample_weight=None, state=None, training=False,
+                  step=None):
+        """The loss of the global batch and its named terms.
+
+        Args:
+            labels, embeddings, sample_weight, state: as for `compute()`.
+            training: bool; state that changes only in training (MDR's
+                moving statistics) is updated only when true.
+            step: optional int scalar tensor, the optimizer's step (losses that
+                sample use it to be resumable).
+
+        Returns:
+            dict of float32 scalars: "loss" and one entry per `log_names`.
+        """
+        return {"loss": self.compute(labels, embeddings, sample_weight, state)}
+
+    def state_logs(self, state):
+        """Values of `state` to show in the training logs (dict of scalars)."""
+        return {}
+
+    def batch_objective(self, y_true, y_pred, sample_weight=None, state=None, training=False,
+                        step=None):
+        """`objective()` on a batch as Keras hands it over: checked, gathered, scaled.
+
+        Labels are validated and kept integral, weights checked, and under a
+        multi-replica strategy the global batch is gathered and "loss" is
+        divided by the replica count (the other terms are not: they are
+        logged). This is the path of `__call__` and of the models that own
+        the loss's state.
+        """
         if self.stateful and state is None:
             raise ValueError(NO_STATE_OWNER.format(name=type(self).__name__))
         with tf.name_scope(self.name):
@@ -192,13 +247,52 @@ class MetricLoss(keras.losses.Loss):
             labels, embeddings, weights, replicas = gather_global_batch(
                 labels, embeddings, weights
             )
-            value = tf.cast(self.compute(labels, embeddings, weights, state), tf.float32)
+            terms = self.objective(labels, embeddings, weights, state, training=training,
+                                   step=step)
+            terms = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
             if replicas > 1:
                 # Keras sums the replicas' gradients: each returns its share.
-                value = value / float(replicas)
-            return tf.cast(value, self.dtype)
+                terms["loss"] = terms["loss"] / float(replicas)
+            return terms
+
+    def __call__(self, y_true, y_pred, sample_weight=None, state=None):
+        terms = self.batch_objective(y_true, y_pred, sample_weight, state)
+        return tf.cast(terms["loss"], self.dtype)
 
     def call(self, y_true, y_pred):
         embeddings = distances_lib.check_embeddings(y_pred)
         labels = distances_lib.check_labels(y_true, embeddings.shape[0])
         return self.compute(labels, embeddings)
+
+
+NO_OWNER_AT_COMPILE = (
+    "{name} has learnable state that the model must own, train and save, and a "
+    "{model} cannot. Compile it on `keras_mdr.MDRModel(encoder)` or on a model class "
+    "`class M(keras_mdr.MDRTrainStepMixin, keras.Model)`. (To add MDR to any model and "
+    "loss, put a `keras_mdr.MDRRegularizer` layer on the embeddings; "
+    "`MarginLoss(learn_beta=False)` has no state.) Received: loss={loss!r}"
+)
+
+
+def check_state_owner(model, loss):
+    """Raises unless `model` can own the state of every stateful keras_mdr loss in `loss`.
+
+    Installed in `keras.Model.compile()`, so the error comes at compile time.
+    A model owns loss state when its class says `owns_loss_state = True`
+    (`keras_mdr.MDRTrainStepMixin` does), and then only for a single loss.
+    """
+    nested = isinstance(loss, (list, tuple, dict))
+    for item in tf.nest.flatten(loss) if nested else [loss]:
+        if not (isinstance(item, MetricLoss) and item.stateful):
+            continue
+        if not getattr(model, "owns_loss_state", False):
+            raise ValueError(NO_OWNER_AT_COMPILE.format(
+                name=type(item).__name__, model=type(model).__name__, loss=item))
+        if nested:
+            raise ValueError(
+                f"Expected {type(item).__name__} as the model's only loss (its state is "
+                f"owned for a single loss). Received: loss={loss!r}"
+            )
+
+
+_keras_compat.install_compile_check(check_state_owner)

@@ -115,6 +115,8 @@ class MultiSimilarityLoss(MetricLoss):
         Pair Weighting for Deep Metric Learning", CVPR 2019.
     """
 
+    compares_inner_products = True
+
     def __init__(self, alpha=2.0, beta=50.0, base=1.0, epsilon=0.1,
                  name="multi_similarity_loss", **kwargs):
         super().__init__(name=name, **kwargs)

@@ -98,6 +98,8 @@ class ProxyAnchorLoss(MetricLoss):
         Learning", CVPR 2020.
     """
 
+    compares_inner_products = True
+
     def __init__(self, num_classes, embedding_size, margin=0.1, alpha=32.0,
                  proxy_initializer="he_normal", name="proxy_anchor_loss", **kwargs):
         super().__init__(name=name, **kwargs)

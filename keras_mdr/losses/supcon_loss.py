@@ -110,6 +110,8 @@ class SupConLoss(MetricLoss):
         Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
     """
 
+    compares_inner_products = True
+
     def __init__(self, temperature=0.1, name="supcon_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         if float(temperature) <= 0:
@@ -161,6 +163,8 @@ class NTXentLoss(SupConLoss):
         Chen, Kornblith, Norouzi and Hinton, "A Simple Framework for
         Contrastive Learning of Visual Representations", ICML 2020.
     """
+
+    compares_inner_products = True
 
     def __init__(self, temperature=0.1, name="ntxent_loss", **kwargs):
         super().__init__(temperature=temperature, name=name, **kwargs)

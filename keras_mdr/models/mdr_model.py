@@ -1,38 +1,42 @@
-"""`MDRTrainStepMixin` and `MDRModel`: models that own and train MDR's state."""
+"""`MDRTrainStepMixin` and `MDRModel`: models that own and train their loss's state."""
 
 import keras
 import tensorflow as tf
 
 from keras_mdr import _keras_compat
-from keras_mdr.layers.mdr_regularizer import MDRRegularizer
-from keras_mdr.losses.mdr_triplet_loss import MDRTripletLoss
-
-
-def _replica_context():
-    """The replica context when running under a multi-replica strategy, else None."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync <= 1:
-        return None
-    return context
+from keras_mdr.layers.loss_state import LossState
+from keras_mdr.losses import metric_loss
+from keras_mdr.losses.metric_loss import MetricLoss
 
 
 class MDRTrainStepMixin:
-    """Mixin for `keras.Model` subclasses trained with `keras_mdr.MDRTripletLoss`.
+    """Mixin for `keras.Model` subclasses that own their loss's learnable state.
 
-    The model owns the MDR state (a `keras_mdr.MDRRegularizer` at
-    `model.mdr_regularizer`): `compile()` configures it from the loss, the
-    optimizer trains the levels with the weights, the moving statistics are
-    updated in training steps only, and `model.save()` / `load_model()` keep
-    them. The mixin overrides `compute_loss` only, so Keras' own train step
-    keeps loss scaling, mixed precision, XLA and distribution right.
+    Any `keras_mdr.losses.MetricLoss` with state (`keras_mdr.MDRLoss` and
+    `MDRTripletLoss`: MDR's levels and moving statistics; `MarginLoss`'s
+    beta, `ProxyAnchorLoss`'s proxies, `ArcFaceLoss`'s centres) gets it from
+    the model: `compile()` calls the loss's `build_state()` and puts the
+    Layer in `model.loss_state` (a `keras_mdr.layers.LossState`), before the
+    optimizer is built; the optimizer trains it with the weights;
+    `model.save()` / `load_model()` and checkpoints keep it; under a
+    `tf.distribute` strategy it is mirrored like the weights. The mixin
+    overrides `compute_loss` only, so Keras' own train step keeps loss
+    scaling, mixed precision, XLA and distribution right.
 
-    Under a multi-replica `tf.distribute` strategy the embeddings and labels
-    are gathered across replicas before mining, so every replica computes the
+    Under a multi-replica strategy the embeddings, labels and weights are
+    gathered across replicas before the loss, so every replica computes the
     loss of the global batch (mining sees all of it) and applies the same
-    statistics update.
+    state update. `model.losses` (e.g. kernel regularisers) are added.
 
-    Logs: `loss`, `base_loss`, `mdr_loss` (unweighted `L_MDR`), the levels
-    `mdr_level_0`, ..., and the moving statistics `mdr_mean`, `mdr_std`.
+    Sample weights (and `class_weight`, which Keras turns into them) are the
+    loss's: a weight per anchor (`keras_mdr.losses.MetricLoss`); a vector
+    of the wrong length is refused; compile's `loss_weights` is refused
+    (one loss, one weight: use the loss's own weights).
+
+    Logs: `loss`, the loss's `log_names` (for MDR: `base_loss`, `mdr_loss`
+    the unweighted `L_MDR`, `scale` the batch's raw mean pairwise distance)
+    and its `state_logs` (MDR's levels `mdr_level_0`, ...). MDR's moving
+    statistics are read on `model.mdr_regularizer.moving_mean` / `moving_std`.
 
     Example:
 
@@ -46,23 +50,31 @@ class MDRTrainStepMixin:
     >>> model.compile(optimizer="adam", loss=keras_mdr.MDRTripletLoss())
     """
 
+    # Read by keras_mdr's compile() check: this model can own a loss's state.
+    owns_loss_state = True
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # State must exist before the model is built and locked; its variables
-        # are created at compile(), from the loss's configuration.
-        self.mdr_regularizer = MDRRegularizer(autobuild=False, name="mdr_regularizer")
-        self.base_loss_tracker = keras.metrics.Mean(name="base_loss")
-        self.mdr_loss_tracker = keras.metrics.Mean(name="mdr_loss")
-        self._mdr_loss = None
+        # The slot must exist before the model is built and locked; the
+        # state goes in at compile(), from the loss.
+        self.loss_state = LossState(name="loss_state")
+        self._metric_loss = None
+
+    @property
+    def mdr_regularizer(self):
+        """The `keras_mdr.MDRRegularizer` of a compiled MDR loss, else None."""
+        return getattr(self.loss_state.layer, "regularizer", None)
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
-        if isinstance(loss, MDRTripletLoss):
-            self.mdr_regularizer.configure(loss.levels, loss.momentum)
-            self._mdr_loss = loss
-        else:
-            self._mdr_loss = None
-        # Build even when unused so the model counts as built.
-        self.mdr_regularizer.build()
+        metric = loss if isinstance(loss, MetricLoss) else None
+        if metric is not None and kwargs.get("loss_weights") is not None:
+            raise ValueError(
+                "Expected no loss_weights with a keras_mdr loss (one loss, one weight: "
+                "scale the loss's own weights). Received: "
+                f"loss_weights={kwargs['loss_weights']!r}"
+            )
+        self.loss_state.attach(metric)
+        self._metric_loss = metric
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
 
     def compile_from_config(self, config):
@@ -70,34 +82,28 @@ class MDRTrainStepMixin:
         _keras_compat.compile_from_config(self, config)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if self._mdr_loss is None:
+        loss = self._metric_loss
+        if loss is None:
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
         if y is None:
             raise ValueError(
-                "Expected labels with the images: MDRTripletLoss needs (images, labels) "
-                "batches. Received: y=None"
+                f"Expected labels with the inputs: {type(loss).__name__} needs "
+                "(inputs, labels) batches. Received: y=None"
             )
         # The compiled loss is bypassed; mark it built so Keras does not
         # rebuild it symbolically on every fit() call.
         _keras_compat.mark_compiled_loss_built(self, y, y_pred)
-        labels, embeddings = y, y_pred
-        context = _replica_context()
-        if context is not None:
-            # Mine on the global batch; every replica computes the same loss.
-            embeddings = context.all_gather(tf.cast(embeddings, tf.float32), axis=0)
-            labels = context.all_gather(tf.reshape(labels, [-1]), axis=0)
-        step = self.optimizer.iterations if getattr(self, "optimizer", None) else 0
-        terms = self._mdr_loss.objective(
-            labels, embeddings, self.mdr_regularizer, step=step, training=training
-        )
+        step = self.optimizer.iterations if getattr(self, "optimizer", None) else None
+        terms = loss.batch_objective(y, y_pred, sample_weight, state=self.loss_state.layer,
+                                     training=training, step=step)
         total = terms["loss"]
-        for extra in self.losses:
-            total = total + tf.cast(tf.reduce_sum(extra), tf.float32)
-        self.base_loss_tracker.update_state(terms["base_loss"])
-        self.mdr_loss_tracker.update_state(terms["mdr_loss"])
-        if context is not None:
+        extras = [tf.cast(tf.reduce_sum(extra), tf.float32) for extra in self.losses]
+        if extras:
+            context = metric_loss.multi_replica_context()
+            replicas = 1 if context is None else context.num_replicas_in_sync
             # Keras sums gradients over replicas: each returns its share.
-            total = total / float(context.num_replicas_in_sync)
+            total = total + tf.add_n(extras) / float(replicas)
+        self.loss_state.record(terms)
         return total
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -108,26 +114,25 @@ class MDRTrainStepMixin:
 
     def get_metrics_result(self):
         logs = super().get_metrics_result()
-        if self._mdr_loss is None:
-            logs.pop("base_loss", None)
-            logs.pop("mdr_loss", None)
-        else:
-            regularizer = self.mdr_regularizer
-            for i in range(len(regularizer.levels_init)):
-                logs[f"mdr_level_{i}"] = regularizer.levels[i]
-            logs["mdr_mean"] = tf.convert_to_tensor(regularizer.moving_mean)
-            logs["mdr_std"] = tf.convert_to_tensor(regularizer.moving_std)
+        if self._metric_loss is not None and self.loss_state.layer is not None:
+            for name, value in self._metric_loss.state_logs(self.loss_state.layer).items():
+                logs[name] = tf.convert_to_tensor(value)
         # Keras' cross-worker reduce of the logs rejects scalars (see _keras_compat).
         return _keras_compat.logs_as_vectors(logs)
 
 
 @keras.saving.register_keras_serializable(package="keras_mdr")
 class MDRModel(MDRTrainStepMixin, keras.Model):
-    """An embedding model trained with MDR: wraps an encoder, owns MDR's state.
+    """An embedding model that owns its loss's state: wraps an encoder.
+
+    Compile it with any keras_mdr loss (`keras_mdr.MDRLoss`,
+    `MDRTripletLoss`, the stateful `MarginLoss`, `ProxyAnchorLoss`,
+    `ArcFaceLoss`, or any stateless one) or a Keras loss; the learnable
+    state of the loss is the model's (`keras_mdr.MDRTrainStepMixin`).
 
     `model(images)` returns the encoder's embeddings as float32 (also under a
     mixed-precision policy). Save the whole model with `model.save("m.keras")`
-    (levels, statistics and optimizer included, no `custom_objects` needed), or
+    (loss state, statistics and optimizer included, no `custom_objects` needed), or
     ship `model.encoder` alone for inference.
 
     Args:

@@ -16,11 +16,11 @@ import reference
 RTOL, ATOL = 1e-4, 1e-6
 
 
-def _tf_terms(loss, regularizer, labels, x, training):
+def _tf_terms(loss, state, labels, x, training):
     var = tf.Variable(x)
     with tf.GradientTape() as tape:
-        terms = loss.objective(labels, var, regularizer, step=0, training=training)
-    grad_e, grad_v = tape.gradient(terms["loss"], [var, regularizer.levels])
+        terms = loss.batch_objective(labels, var, state=state, step=0, training=training)
+    grad_e, grad_v = tape.gradient(terms["loss"], [var, state.regularizer.levels])
     return {k: float(v) for k, v in terms.items()}, grad_e.numpy(), grad_v.numpy()
 
 
@@ -51,7 +51,8 @@ def test_value_and_gradients_over_seeded_batches(base):
                       level_weight=0.01)
         base_loss = (lambda y, e: tf.constant(0.0)) if base == "mdr_only" else base
         loss = keras_mdr.MDRTripletLoss(base_loss=base_loss, margin=0.2, **kwargs)
-        regularizer = keras_mdr.MDRRegularizer(levels=levels)
+        state = loss.build_state()
+        regularizer = state.regularizer
         # Start from initialised statistics in half the cases.
         ref = reference.MDRReference(base=base, margin=0.2, **kwargs)
         if case % 2:
@@ -61,7 +62,7 @@ def test_value_and_gradients_over_seeded_batches(base):
             regularizer.initialized.assign(1.0)
             ref.mean, ref.std, ref.initialized = mean, std, True
         training = case % 3 != 0
-        got, grad_e, grad_v = _tf_terms(loss, regularizer, labels, x, training)
+        got, grad_e, grad_v = _tf_terms(loss, state, labels, x, training)
         mean, std = ref.statistics(x, training)
         want = ref.terms(x, labels, ref.levels, mean, std)
         want_e, want_v = ref.gradients(x, labels, mean, std)
@@ -75,12 +76,13 @@ def test_value_and_gradients_over_seeded_batches(base):
 def test_ten_step_sequence_covers_the_momentum_path():
     rng = np.random.default_rng(20)
     loss = keras_mdr.MDRTripletLoss(base_loss="semihard", margin=0.2, mdr_weight=0.5)
-    regularizer = keras_mdr.MDRRegularizer()
+    state = loss.build_state()
+    regularizer = state.regularizer
     ref = reference.MDRReference(base="semihard", margin=0.2, mdr_weight=0.5)
     for step in range(10):
         labels = np.repeat(np.arange(6), 4)
         x = (rng.normal(size=(24, 8)) * (1 + step)).astype("float32")
-        got, grad_e, grad_v = _tf_terms(loss, regularizer, labels, x, training=True)
+        got, grad_e, grad_v = _tf_terms(loss, state, labels, x, training=True)
         mean, std = ref.statistics(x, training=True)
         want = ref.terms(x, labels, ref.levels, mean, std)
         want_e, want_v = ref.gradients(x, labels, mean, std)
@@ -100,9 +102,10 @@ def test_mdr_hand_derived():
     D~ = [[0, 1], [1, 0]]. Statistics over all 4 entries: mean 0.5, unbiased
     std sqrt(4 * 0.25 / 3) = 0.57735. Z for the pair: (1 - 0.5) / 0.57735 =
     0.866; nearest level of (-3, 0, 3) is 0, so L_MDR = 0.866025."""
-    regularizer = keras_mdr.MDRRegularizer()
     loss = keras_mdr.MDRTripletLoss(base_loss="semihard", mdr_weight=1.0, level_weight=0.0)
-    terms = loss.objective([0, 1], [[0.0, 0.0], [2.0, 0.0]], regularizer, training=True)
+    state = loss.build_state()
+    regularizer = state.regularizer
+    terms = loss.batch_objective([0, 1], [[0.0, 0.0], [2.0, 0.0]], state=state, training=True)
     assert float(terms["mdr_loss"]) == pytest.approx(np.sqrt(3) / 2, rel=1e-6)
     assert float(regularizer.moving_mean) == pytest.approx(0.5)
     assert float(regularizer.moving_std) == pytest.approx(np.sqrt(1 / 3), rel=1e-6)

@@ -97,8 +97,10 @@ def test_fit_trains_levels_and_logs_every_term():
     history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
     logs = history.history
     for key in ("loss", "base_loss", "mdr_loss", "mdr_level_0", "mdr_level_1",
-                "mdr_level_2", "mdr_mean", "mdr_std"):
+                "mdr_level_2", "scale"):
         assert key in logs and len(logs[key]) == 3, key
+    # The constant mean of the normalised distances is no longer logged.
+    assert "mdr_mean" not in logs and "mdr_std" not in logs
     levels = model.mdr_regularizer.levels.numpy()
     _assert_mdr_moved(levels, [-3.0, 0.0, 3.0])
     assert any(v is model.mdr_regularizer.levels for v in model.trainable_variables)
@@ -134,9 +136,8 @@ def test_first_fit_symbolic_build_is_not_a_training_step():
 def test_plain_model_with_mdr_loss_raises_clearly():
     x, y = _data()
     plain = _encoder()
-    plain.compile(optimizer="adam", loss=keras_mdr.MDRTripletLoss())
     with pytest.raises(ValueError, match="MDRModel"):
-        plain.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        plain.compile(optimizer="adam", loss=keras_mdr.MDRTripletLoss())
 
 
 def test_custom_mixin_model():
@@ -257,7 +258,8 @@ def test_mixed_precision_runs_in_float32_and_stays_finite(policy):
                  keras_mdr.DistanceWeightedTripletLoss(seed=0)):
         value = loss(labels, half)
         assert value.dtype == "float32" and np.isfinite(float(value))
-    terms = keras_mdr.MDRTripletLoss().objective(labels, half, keras_mdr.MDRRegularizer(), training=True)
+    loss = keras_mdr.MDRTripletLoss()
+    terms = loss.objective(labels, half, state=loss.build_state(), training=True)
     assert all(np.isfinite(float(v)) for v in terms.values())
 
 
@@ -276,13 +278,14 @@ def test_label_shapes_and_dtypes_are_accepted(label_form):
 
 def test_bad_batches():
     loss = keras_mdr.MDRTripletLoss()
-    regularizer = keras_mdr.MDRRegularizer()
+    state = loss.build_state()
+    regularizer = state.regularizer
     with pytest.raises(ValueError, match="as many labels"):
-        loss.objective([0, 1, 2], np.zeros((4, 3), "float32"), regularizer)
+        loss.batch_objective([0, 1, 2], np.zeros((4, 3), "float32"), state=state)
     with pytest.raises(ValueError, match="rank 2"):
-        loss.objective([0, 1], np.zeros((2, 3, 4), "float32"), regularizer)
+        loss.batch_objective([0, 1], np.zeros((2, 3, 4), "float32"), state=state)
     # A batch of one: no pair, documented value 0 for every term but the levels'.
-    terms = loss.objective([0], np.ones((1, 3), "float32"), regularizer, training=True)
+    terms = loss.batch_objective([0], np.ones((1, 3), "float32"), state=state, training=True)
     assert float(terms["base_loss"]) == 0.0 and float(terms["mdr_loss"]) == 0.0
     assert float(terms["loss"]) == pytest.approx(0.01 * 18)
     assert float(regularizer.initialized) == 0.0  # its std is undefined: no update
@@ -321,5 +324,5 @@ def test_recompile_keeps_state_and_rejects_other_level_count():
     levels = model.mdr_regularizer.levels.numpy().copy()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras_mdr.MDRTripletLoss())
     np.testing.assert_array_equal(model.mdr_regularizer.levels.numpy(), levels)
-    with pytest.raises(ValueError, match="same number of MDR levels"):
+    with pytest.raises(ValueError, match="the variables the model already holds"):
         model.compile(optimizer="adam", loss=keras_mdr.MDRTripletLoss(levels=(0.0, 1.0)))
