@@ -1,6 +1,6 @@
 """The shape the package keeps, checked on its source with `ast`.
 
-Rules (keras_mdr/ only; tests and benchmarks are free):
+Rules (on keras_mdr/; rule 2 on tests/ too; benchmarks/ and examples/ are not checked):
 
 1. **No function over 60 lines**, counted from its `def` line to the last line
    of its body, less its docstring (comments and blank lines count; a nested
@@ -13,7 +13,9 @@ Rules (keras_mdr/ only; tests and benchmarks are free):
    package: a private *module* is private to the package, not to a file), and
    `m._x` is forbidden for any imported module or package `m`. Inside a
    private module the public names are its interface.
-3. **Private Keras internals behind one door.** Only `keras_mdr/_keras_compat.py`
+3. **Tests go through public behaviour**: the rule 2 check also runs on
+   `tests/`, so no test reaches a private name of keras_mdr.
+4. **Private Keras internals behind one door.** Only `keras_mdr/_keras_compat.py`
    reads a private attribute that Keras' own base classes define
    (`obj._compile_loss`, `self._distribute_strategy`, ...) and the module does
    not assign itself (`self._path = ...` makes `_path` the module's own),
@@ -208,6 +210,13 @@ def test_no_module_uses_another_modules_private_name():
     offenders = [(p, private_imports(p.read_text(), _module_name(p))) for p in _sources()]
     offenders = [(p, items) for p, items in offenders if items]
     assert not offenders, "private names used across modules:\n" + _report(offenders)
+
+
+def test_no_test_uses_a_private_name_of_another_module():
+    tests = sorted(pathlib.Path(__file__).resolve().parent.rglob("*.py"))
+    offenders = [(p, private_imports(p.read_text(), "tests." + p.stem)) for p in tests]
+    offenders = [(p, items) for p, items in offenders if items]
+    assert not offenders, "private names used by tests:\n" + _report(offenders)
 
 
 def test_only_keras_compat_touches_private_keras_internals():

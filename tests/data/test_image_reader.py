@@ -40,12 +40,20 @@ def test_find_bad_images_on_encoded_bytes(tmp_path, write_image, truncate):
     assert [i for i, _, _ in keras_mdr.data.find_bad_images(split)] == [2, 3, 4, 5]
 
 
-def test_in_graph_check_agrees_with_the_file_check(tmp_path, write_image, truncate):
+def test_strict_reader_refuses_exactly_what_the_file_check_flags(tmp_path, write_image, truncate):
+    # The strict reader's in-graph check, seen through its public effect: it
+    # names the file for every file `image_problem` flags (a cut JPEG would
+    # otherwise decode, partly grey) and decodes every other one.
     paths = _files(tmp_path, write_image, truncate)[:6]
-    for path in paths:
+    split = keras_mdr.data.Split(labels=np.zeros(len(paths), int), paths=paths, name="train")
+    read = image_reader.image_reader(split, strict=True)
+    for index, path in enumerate(paths):
         data = open(path, "rb").read()
-        expected = image_reader.image_problem(data[:16], data[-4096:], len(data)) is not None
-        assert bool(image_reader._graph_image_problem(tf.constant(data))) == expected, path
+        if image_reader.image_problem(data[:16], data[-4096:], len(data)) is None:
+            assert read(tf.constant(index, tf.int64)).shape[-1] == 3, path
+        else:
+            with pytest.raises(tf.errors.InvalidArgumentError, match="strict mode"):
+                read(tf.constant(index, tf.int64))
 
 
 def test_drop_bad_images_warns_or_raises(tmp_path, write_image, truncate):
