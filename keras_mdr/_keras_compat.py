@@ -11,6 +11,13 @@ reproduced. Outside that range the workaround is still applied (removing it
 would break training if the bug is still there), a `UserWarning` says so once,
 and `tests/test_keras_compat.py` fails until someone re-runs its probes on the
 new version and widens the range or deletes the workaround.
+
+Not here, because they work around no Keras bug: `keras_mdr.optimizers.AdamL2`
+maps each distributed copy of a variable to its slots with public
+`tf.distribute` calls (Keras' own optimizers use a private index), and
+`keras_mdr.losses.MetricLoss` replaces `Loss.__call__`'s float cast of the
+labels and its reduction (Keras' documented behaviour, wrong for a loss of the
+whole batch).
 """
 
 import dataclasses
