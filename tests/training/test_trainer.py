@@ -1,4 +1,7 @@
-"""The training entry point behind the examples: errors, runs, resume, precision."""
+"""The training entry point behind the examples: errors, runs, restarts, precision.
+
+Resuming a killed run: tests/training/test_checkpoint.py.
+"""
 
 import csv
 import json
@@ -137,50 +140,6 @@ def test_digits_run_writes_everything(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": REPO})
     assert proc.stdout.split() == ["MDRModel", "6"], proc.stderr[-2000:]
-
-
-class _Interrupt(keras.callbacks.Callback):
-    """Raises after `at_step` optimizer steps, like a kill mid-epoch."""
-
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step = at_step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) == self.at_step:
-            raise KeyboardInterrupt("simulated kill")
-
-
-def _final_variables(run_dir):
-    model = keras.saving.load_model(os.path.join(run_dir, "checkpoints", "last.keras"))
-    return model, [np.array(v.numpy()) for v in model.variables] + [
-        np.array(v.numpy()) for v in model.optimizer.variables
-    ]
-
-
-def test_interrupted_run_resumes_to_the_same_variables(tmp_path):
-    # 3 epochs of 4 steps; the interrupted run dies at step 6 (mid-epoch 2)
-    # having checkpointed every 2 steps.
-    common = dict(epochs=3, steps_per_epoch=4, checkpoint_every=2, eval_every=3)
-    trainer.train(_config(tmp_path / "a", **common))
-    config_b = _config(tmp_path / "b", **common)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train(config_b, callbacks=[_Interrupt(6)])
-    state = json.load(open(tmp_path / "b" / "run" / "checkpoints" / "state.json"))
-    assert state["step"] == 6
-    rows_before = [json.loads(line) for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
-    trainer.train(config_b)  # the same command again
-    model_a, a = _final_variables(tmp_path / "a" / "run")
-    model_b, b = _final_variables(tmp_path / "b" / "run")
-    assert int(model_b.optimizer.iterations) == 12
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-    # Nothing already written is lost: the log keeps epoch 1 and gains the rest.
-    rows_after = [json.loads(line) for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
-    assert rows_after[: len(rows_before)] == rows_before
-    lines = open(tmp_path / "b" / "run" / "log.csv").read().splitlines()
-    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3"]
 
 
 def test_restart_with_other_flags_is_refused(tmp_path):
