@@ -3,7 +3,11 @@
 Usage:
     python examples/train_inshop.py --data_dir=/path/to/data --output_dir=runs/inshop
     python examples/train_inshop.py --data_dir=... --strategy=mirrored --mixed_precision=auto --xla
+    python examples/train_inshop.py --protocol=paper --weights=/path/to/bn_inception-52deb4733.pth --data_dir=...
 
+--protocol=paper trains with the authors' release settings (docs/paper_protocol.md) and
+reports the best test Recall@1 over epochs beside the last epoch's. Every run writes and
+prints its protocol card (protocol_card.md).
 Restarting the same command resumes from the last checkpoint in --output_dir.
 Flags, grouped, with their defaults: `python examples/train_inshop.py --help` (absl's
 own: --helpfull); the presets are in keras_mdr/training/presets.py. --verbose=2

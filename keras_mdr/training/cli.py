@@ -1,5 +1,10 @@
 """absl flags shared by the example scripts, with a dataset preset's defaults.
 
+`--protocol=paper` starts from the dataset's paper preset instead
+(`<dataset>_paper`: the authors' release, see `keras_mdr.training.presets`);
+flags given on the command line still win, and the run's protocol card says
+which settings came from a flag and which differ from the release.
+
 `--help` lists these flags by group with their defaults; absl's own flags
 stay under `--helpfull`. A bad value is one `error:` line on stderr (exit
 status 2), before any file is written.
@@ -20,12 +25,18 @@ FLAGS = flags.FLAGS
 
 # (group, [(kind, name, help)]); defaults come from the preset.
 FLAG_GROUPS = (
+    ("Protocol", [
+        ("string", "protocol",
+         "default (select on validation classes) or paper (the release's settings from the "
+         "<dataset>_paper preset; best test Recall@1 over epochs reported)."),
+    ]),
     ("Data", [
         ("string", "data_dir", "Dataset folder (see keras_mdr.data.load_dataset for layouts)."),
         ("integer", "image_size", "Training crop / input size."),
         ("integer", "resize_size", "Resize before cropping (paper: 256)."),
         ("float", "validation_classes",
          "Training classes held out for validation (count, or fraction < 1)."),
+        ("string", "crops", "default, or release (Lanczos resize, torchvision's random resized crop)."),
     ]),
     ("Model", [
         ("string", "backbone",
@@ -33,6 +44,9 @@ FLAG_GROUPS = (
         ("string", "weights", "imagenet, none, or a path to backbone weights (.pth for bn_inception)."),
         ("integer", "embedding_dim", "Embedding size."),
         ("boolean", "freeze_batchnorm", "Freeze BatchNorm layers."),
+        ("string", "batchnorm",
+         "release (statistics frozen, gamma/beta trained), frozen or train; empty: --freeze_batchnorm."),
+        ("string", "head_init", "glorot, or torch (PyTorch Linear's default init)."),
     ]),
     ("Loss and batches", [
         ("string", "base_loss", "distance_weighted, semihard or hard."),
@@ -41,19 +55,25 @@ FLAG_GROUPS = (
         ("float", "level_weight", "nu, the weight of sum(levels^2)."),
         ("integer", "classes_per_batch", "P: classes per batch (at least 2)."),
         ("integer", "images_per_class", "K: images per class (at least 2)."),
+        ("string", "sampling", "The distance-weighted sampler: release or textbook."),
+        ("string", "batches", "balanced (P x K) or release (batch_size images, at most K per class)."),
+        ("integer", "batch_size", "Images per batch with --batches=release (0: P x K)."),
     ]),
     ("Optimisation", [
         ("integer", "epochs", "Epochs; raise it to extend a finished run."),
         ("integer", "steps_per_epoch", "Iterations per epoch."),
+        ("string", "optimizer",
+         "adam (Keras, decoupled weight decay) or adam_l2 (PyTorch's coupled L2, every variable)."),
         ("float", "learning_rate", "Adam learning rate (> 0)."),
         ("string", "lr_decay_epochs",
          "Comma-separated epochs after which lr is multiplied by lr_decay_factor."),
         ("float", "lr_decay_factor", "Learning-rate decay factor (> 0)."),
-        ("float", "weight_decay", "Adam weight decay."),
+        ("float", "weight_decay", "Weight decay of the optimizer."),
     ]),
     ("Evaluation", [
         ("string", "recall_ks", "Comma-separated K of Recall@K (integers >= 1)."),
         ("integer", "eval_every", "Evaluate retrieval every n epochs."),
+        ("string", "eval_distance", "euclidean or squared_euclidean (the same ranking)."),
     ]),
 )
 RUN_FLAGS = ("Run", [
@@ -78,9 +98,13 @@ def _groups():
     return (*FLAG_GROUPS, RUN_FLAGS)
 
 
+def _field_defaults():
+    return {f.name: f.default for f in dataclasses.fields(presets.TrainConfig)}
+
+
 def define_flags(preset_name):
     """Defines every training flag with the defaults of `preset_name`'s preset."""
-    defaults = {**presets.preset(preset_name), **RUN_DEFAULTS,
+    defaults = {**_field_defaults(), **presets.preset(preset_name), **RUN_DEFAULTS,
                 "data_dir": None, "output_dir": f"runs/{preset_name}"}
     for _, group in _groups():
         for kind, name, text in group:
@@ -116,15 +140,35 @@ def _int_list(name, value):
         raise presets.ConfigError(str(error)) from None
 
 
+def _paper_preset(preset_name):
+    name = f"{preset_name}_paper"
+    if name not in presets.PRESETS:
+        raise presets.ConfigError(
+            f"--protocol=paper exists for {', '.join(presets.PAPER_DATASETS)}, not for "
+            f"the {preset_name!r} script: use --protocol=default.")
+    return name
+
+
 def config_from_flags(preset_name):
-    """The `TrainConfig` the flags describe (a malformed list is a `ConfigError`)."""
+    """The `TrainConfig` the flags describe (a malformed list is a `ConfigError`).
+
+    With `--protocol=paper` the defaults are the `<preset_name>_paper`
+    preset's, and only the flags given on the command line replace them.
+    """
     names = [f.name for f in dataclasses.fields(presets.TrainConfig)]
-    values = {n: getattr(FLAGS, n) for n in names if n in FLAGS and n != "dataset"}
+    flag_names = [n for n in names if n in FLAGS and n != "dataset"]
+    values = {n: getattr(FLAGS, n) for n in flag_names}
+    if FLAGS.protocol == "paper":
+        preset_name = _paper_preset(preset_name)
+        given = {n: values[n] for n in flag_names if FLAGS[n].present}
+        values = {**presets.preset(preset_name), **RUN_DEFAULTS,
+                  "output_dir": f"runs/{preset_name}", "data_dir": None, **given}
     for name in LIST_FLAGS:
         values[name] = _int_list(name, values[name])
     if float(values["validation_classes"]).is_integer():
         values["validation_classes"] = int(values["validation_classes"])
-    return presets.TrainConfig(dataset=presets.preset(preset_name)["dataset"], **values)
+    values.update(dataset=presets.preset(preset_name)["dataset"], preset=preset_name)
+    return presets.TrainConfig(**values)
 
 
 def main(preset_name):
@@ -133,7 +177,7 @@ def main(preset_name):
     logging.set_verbosity(logging.WARNING)
     try:
         config = config_from_flags(preset_name)
-        return trainer.train(config)
+        return trainer.train(config, overridden_by="flag")
     except trainer.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -22,20 +22,37 @@ import os
 import sys
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import keras_mdr
 from keras_mdr import data as data_lib
-from keras_mdr import validation
 from keras_mdr import evaluation
+from keras_mdr import optimizers as optimizers_lib
+from keras_mdr import validation
+from keras_mdr.losses import distance_weighted
 from keras_mdr.training import checkpoint as checkpoint_lib
 from keras_mdr.training import encoders
 from keras_mdr.training import logs as logs_lib
 from keras_mdr.training import presets
+from keras_mdr.training import protocol as protocol_lib
 from keras_mdr.training import run_files
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISIONS = ("none", "auto", "mixed_float16", "mixed_bfloat16")
+# Metrics that count queries, printed as integers.
+COUNT_METRICS = ("num_queries", "excluded_queries")
+# The string settings with a fixed set of values.
+CHOICES = {
+    "protocol": ("default", "paper"),
+    "batchnorm": ("", "release", "frozen", "train"),
+    "head_init": encoders.HEAD_INITS,
+    "optimizer": ("adam", "adam_l2"),
+    "sampling": distance_weighted.SAMPLINGS,
+    "batches": ("balanced", "release"),
+    "crops": ("default", "release"),
+    "eval_distance": ("euclidean", "squared_euclidean"),
+}
 
 
 ConfigError = presets.ConfigError
@@ -73,9 +90,27 @@ def _validate_numbers(config):
         _fail(f"--lr_decay_epochs must be increasing. Received: {decay}.")
     if config.resize_size < config.image_size:
         _fail(f"--resize_size ({config.resize_size}) must be >= --image_size ({config.image_size}).")
+    _flag(validation.non_negative_int, config, "batch_size")
+    balanced = config.classes_per_batch * config.images_per_class
+    if config.batches == "balanced" and config.batch_size not in (0, balanced):
+        _fail(f"--batch_size={config.batch_size} needs --batches=release: balanced batches hold "
+              f"--classes_per_batch x --images_per_class = {balanced} images (use 0).")
+
+
+def _validate_protocol(config):
+    for name, allowed in CHOICES.items():
+        if getattr(config, name) not in allowed:
+            _fail(f"Unknown --{name}={getattr(config, name)!r}: use one of {allowed}.")
+    if config.protocol == "paper" and config.validation_classes:
+        _fail("--protocol=paper evaluates the test split every epoch, without a validation "
+              "split: use --validation_classes=0, or --protocol=default to select on validation.")
+    if config.crops == "release" and config.dataset in presets.SMALL_IMAGE_DATASETS:
+        _fail(f"--crops=release is the release's photo pipeline; --dataset={config.dataset} "
+              "uses its own small-image transform (--crops=default).")
 
 
 def _validate_choices(config):
+    _validate_protocol(config)
     if config.dataset not in data_lib.DATASET_NAMES:
         _fail(f"Unknown dataset {config.dataset!r}: use one of {sorted(data_lib.DATASET_NAMES)}.")
     encoders.check_backbone(config.backbone, config.weights, config.image_size)
@@ -146,6 +181,9 @@ def _transforms(config):
         )
         # Digits are not mirror-symmetric; clothes are.
         return make(config.dataset == "fashion_mnist"), make(False)
+    if config.crops == "release":
+        return (data_lib.release_train_transform(config.image_size, config.resize_size),
+                data_lib.release_eval_transform(config.image_size, config.resize_size))
     train = data_lib.train_transform(
         image_size=config.image_size, resize_size=config.resize_size, preprocess=None
     )
@@ -164,10 +202,21 @@ def load_data(config):
         )
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from error
-    if config.classes_per_batch > splits.train.num_classes:
+    if config.batches == "release":
+        _check_release_batches(config, splits.train)
+    elif config.classes_per_batch > splits.train.num_classes:
         _fail(f"--classes_per_batch={config.classes_per_batch} exceeds the "
               f"{splits.train.num_classes} training classes of {config.dataset}.")
     return RunData(splits, *_transforms(config))
+
+
+def _check_release_batches(config, train):
+    counts = np.unique(train.labels, return_counts=True)[1]
+    available = int(np.minimum(counts, config.images_per_class).sum())
+    if available < protocol_lib.effective_batch_size(config):
+        _fail(f"--batches=release with --batch_size={protocol_lib.effective_batch_size(config)} "
+              f"needs that many training images at --images_per_class={config.images_per_class} "
+              f"per class; {config.dataset} has {available} ({len(counts)} classes).")
 
 
 def prepare_devices(config):
@@ -175,7 +224,11 @@ def prepare_devices(config):
     keras.utils.set_random_seed(config.seed)
     precision = set_precision(config.mixed_precision)
     strategy = make_strategy(config.strategy)
-    if config.classes_per_batch % strategy.num_replicas_in_sync:
+    if config.batches == "release":
+        if protocol_lib.effective_batch_size(config) % strategy.num_replicas_in_sync:
+            _fail(f"--batch_size={protocol_lib.effective_batch_size(config)} must be a multiple "
+                  f"of the {strategy.num_replicas_in_sync} replicas.")
+    elif config.classes_per_batch % strategy.num_replicas_in_sync:
         _fail(f"--classes_per_batch={config.classes_per_batch} must be a multiple of the "
               f"{strategy.num_replicas_in_sync} replicas, so every replica gets whole classes.")
     return strategy, precision
@@ -198,19 +251,27 @@ def learning_rate(config):
 def make_loss(config):
     return keras_mdr.MDRTripletLoss(
         base_loss=config.base_loss, margin=config.margin, mdr_weight=config.mdr_weight,
-        level_weight=config.level_weight, seed=config.seed,
+        level_weight=config.level_weight, seed=config.seed, sampling=config.sampling,
     )
+
+
+def make_optimizer(config):
+    """Keras' Adam (decoupled weight decay) or `AdamL2` (PyTorch's coupled L2, the release's)."""
+    if config.optimizer == "adam_l2":
+        return optimizers_lib.AdamL2(learning_rate(config), weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(learning_rate(config), weight_decay=config.weight_decay or None)
 
 
 def build_model(config, channels=3):
     """The `MDRModel` of a config, compiled with its loss and optimizer."""
     encoder = encoders.build_encoder(
         config.backbone, config.weights, config.embedding_dim, config.image_size,
-        channels=channels, freeze_batchnorm=config.freeze_batchnorm,
+        channels=channels, batchnorm=protocol_lib.effective_batchnorm(config),
+        head_init=config.head_init,
     )
     model = keras_mdr.MDRModel(encoder)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(config), weight_decay=config.weight_decay or None),
+        optimizer=make_optimizer(config),
         loss=make_loss(config),
         jit_compile=bool(config.xla),
     )
@@ -230,7 +291,7 @@ def build_or_resume(config, run, strategy):
     return model, checkpoint, start_step
 
 
-def test_metrics(encoder, data, ks):
+def test_metrics(encoder, data, ks, distance="euclidean"):
     """Retrieval metrics of `encoder` on the test classes (In-Shop: query vs gallery)."""
     splits = data.splits
 
@@ -242,12 +303,21 @@ def test_metrics(encoder, data, ks):
     if splits.query is not None:
         (q, q_labels), (g, g_labels) = embed(splits.query), embed(splits.gallery)
         return evaluation.retrieval_metrics(q, q_labels, ks, gallery_embeddings=g,
-                                            gallery_labels=g_labels)
-    return evaluation.retrieval_metrics(*embed(splits.test), ks)
+                                            gallery_labels=g_labels, distance=distance)
+    return evaluation.retrieval_metrics(*embed(splits.test), ks, distance=distance)
 
 
 def training_batches(config, data, replicas, first_batch):
-    """The endless class-balanced training batches from batch number `first_batch`."""
+    """The endless training batches from batch number `first_batch`.
+
+    `--batches=balanced`: P classes x K images, whole classes per replica;
+    `--batches=release`: the release's `batch_size` images, `min(m, n_c)` per class.
+    """
+    if config.batches == "release":
+        return data_lib.release_batches(
+            data.splits.train, protocol_lib.effective_batch_size(config), config.images_per_class,
+            transform=data.train_transform, seed=config.seed, start_batch=first_batch,
+        )
     return data_lib.balanced_dataset(
         data.splits.train, config.classes_per_batch, config.images_per_class,
         transform=data.train_transform, seed=config.seed, num_replicas=replicas,
@@ -287,7 +357,8 @@ def make_callbacks(config, run, data, model, checkpoint, extra=()):
     callbacks = [
         keras_mdr.callbacks.RetrievalEvaluation(
             monitor, gallery, ks=tuple(config.recall_ks), every_n_epochs=config.eval_every,
-            prefix=data.monitor_prefix, embed_fn=embed, log_dir=run.path("pictures"),
+            prefix=data.monitor_prefix, distance=config.eval_distance, embed_fn=embed,
+            log_dir=run.path("pictures"),
             plot_distances="epoch", grid_queries=8, grid_k=5, seed=config.seed,
             verbose=config.verbose,
         ),
@@ -313,11 +384,11 @@ def evaluate_on_test(config, data, model, run, results):
     if results.get("step") == step and "test" in results:
         return results  # a finished run started again: nothing new to measure
     ks = tuple(config.recall_ks)
-    results.update(step=step, test=test_metrics(model.encoder, data, ks))
+    results.update(step=step, test=test_metrics(model.encoder, data, ks, config.eval_distance))
     best_path = run.path("checkpoints", "best.keras")
     if data.splits.validation is not None and os.path.exists(best_path):
         best = keras.saving.load_model(best_path)
-        results["test_at_best"] = test_metrics(best.encoder, data, ks)
+        results["test_at_best"] = test_metrics(best.encoder, data, ks, config.eval_distance)
         monitor = f"val_recall@{ks[0]}"
         rows = [r for r in logs_lib.read_rows(run.path("metrics.jsonl")) if monitor in r]
         results["best_epoch"] = max(rows, key=lambda r: r[monitor])["epoch"] if rows else None
@@ -341,14 +412,22 @@ def export_once(config, run, model, results):
 
 
 def print_table(title, rows, ks, stream=sys.stdout):
-    """Prints a Recall@K table: rows is {row name: {"recall@k": value, ...}}."""
+    """Prints a Recall@K table: rows is {row name: {"recall@k": value, ...}}.
+
+    Fractions are shown in %, the query counts ("num_queries",
+    "excluded_queries") as they are.
+    """
     extra = sorted({key for r in rows.values() for key in r if not key.startswith("recall@")})
     header = ["", *[f"R@{k}" for k in ks], *extra]
     print(f"\n{title}", file=stream)
     print(" | ".join(f"{h:>12s}" for h in header), file=stream)
+
+    def cell(key, value):
+        return f"{int(value):12d}" if key in COUNT_METRICS else f"{100 * value:12.2f}"
+
     for name, row in rows.items():
-        cells = [f"{100 * row[f'recall@{k}']:12.2f}" for k in ks]
-        cells += [f"{100 * row[key]:12.2f}" if key in row else f"{'':12s}" for key in extra]
+        cells = [cell("recall", row[f"recall@{k}"]) for k in ks]
+        cells += [cell(key, row[key]) if key in row else f"{'':12s}" for key in extra]
         print(" | ".join([f"{name:>12s}", *cells]), file=stream)
 
 
@@ -360,22 +439,56 @@ def report(config, results):
     rows = {name: results[key] for key, name in names.items() if key in results}
     print_table(f"{config.dataset}: retrieval on the unseen test classes (%)", rows,
                 tuple(config.recall_ks))
+    paper = results.get("paper_protocol")
+    if paper:
+        k = config.recall_ks[0]
+        print(f"\n{paper['label']}: {100 * paper[f'best_test_recall@{k}']:.2f} "
+              f"(epoch {paper['best_epoch']}; the number the release reports)")
+        print(f"last epoch's test Recall@{k}: {100 * paper[f'last_test_recall@{k}']:.2f} "
+              f"(epoch {paper['last_epoch']})")
+        if results.get("differs_from_release"):
+            print(f"Settings that differ from the release: {', '.join(results['differs_from_release'])} "
+                  "(protocol_card.md).")
     if "export_dir" in results:
         print(f"SavedModel for TF Serving: {results['export_dir']}")
 
 
-def train(config, callbacks=()):
+def evaluate_before_training(config, data, model, run, results):
+    """The paper protocol's epoch-0 evaluation of the test split, logged as epoch 0 (once)."""
+    monitor = f"test_recall@{config.recall_ks[0]}"
+    if any(r["epoch"] == 0 and monitor in r for r in logs_lib.read_rows(run.path("metrics.jsonl"))):
+        return
+    metrics = test_metrics(model.encoder, data, tuple(config.recall_ks), config.eval_distance)
+    results["test_untrained"] = metrics
+    # RunLogger numbers rows epoch + 1: this is row 0, before the first epoch.
+    logs_lib.RunLogger(run.directory).on_epoch_end(-1, {f"test_{k}": v for k, v in metrics.items()})
+
+
+def start_card(config, run, results, overridden_by):
+    """Writes (and prints, when verbose) the run's protocol card."""
+    text, rows = protocol_lib.write_card(config, run.directory, overridden_by)
+    results["differs_from_release"] = [r["setting"] for r in rows if r["matches"] is False]
+    if config.verbose:
+        print(text)
+
+
+def train(config, callbacks=(), overridden_by="argument"):
     """Trains, evaluates and exports one run; returns its results dict.
 
     Args:
         config: a `keras_mdr.training.TrainConfig`.
         callbacks: extra `keras.callbacks.Callback`s for `fit`, run after
             the run's own (they see the retrieval metrics in the logs).
+        overridden_by: how the protocol card names a value that differs
+            from the preset ("flag" from the command line).
 
     Returns:
         dict with "test" (test metrics of the final model), "step",
         "test_untrained" (small datasets), "test_at_best" and "best_epoch"
-        when a validation split exists, "export_dir" and "run_dir".
+        when a validation split exists, "export_dir" and "run_dir";
+        under `protocol="paper"`, "paper_protocol" (`protocol.paper_summary`:
+        the best test Recall@1 over the epochs, and the last epoch's), and
+        "differs_from_release" (the card's settings that are not the release's).
     """
     validate(config)
     data = load_data(config)
@@ -386,7 +499,10 @@ def train(config, callbacks=()):
     results = run.read_results()
     results.update(run_dir=run.directory, precision=precision,
                    replicas=strategy.num_replicas_in_sync)
-    if start_step == 0 and config.dataset in presets.SMALL_IMAGE_DATASETS:
+    start_card(config, run, results, overridden_by)
+    if config.protocol == "paper" and start_step == 0:
+        evaluate_before_training(config, data, model, run, results)
+    elif start_step == 0 and config.dataset in presets.SMALL_IMAGE_DATASETS:
         # What training adds: on digits a random CNN already retrieves well.
         results["test_untrained"] = test_metrics(model.encoder, data, tuple(config.recall_ks))
     run.write_results(results)
@@ -397,6 +513,9 @@ def train(config, callbacks=()):
         verbose=config.verbose,
     )
     evaluate_on_test(config, data, model, run, results)
+    if config.protocol == "paper":
+        results["paper_protocol"] = protocol_lib.paper_summary(
+            logs_lib.read_rows(run.path("metrics.jsonl")), config.recall_ks[0])
     export_once(config, run, model, results)
     report(config, results)
     run.write_results(results)
