@@ -58,9 +58,11 @@ class MDRLoss(MetricLoss):
     Compiling on a plain `keras.Model` raises at `compile()`.
 
     Sample weights are a weight per anchor (`keras_mdr.losses.MetricLoss`):
-    the base loss gets them; MDR's term weighs pair `(i, j)` by `w_i`. The
-    moving statistics describe the batch's distances and ignore weights, as
-    `BatchNormalization`'s do.
+    the base loss gets them; MDR's term weighs pair `(i, j)` by `w_i`
+    (`keras_mdr.losses.mdr_penalty`); the levels' regulariser
+    `level_weight * sum(levels^2)` is a penalty on the state, unweighted.
+    The moving statistics describe the batch's distances and ignore
+    weights, as `BatchNormalization`'s do.
 
     Args:
         base_loss: a keras_mdr loss (its state, if any, is owned too), any

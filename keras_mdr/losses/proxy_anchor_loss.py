@@ -77,6 +77,9 @@ class ProxyAnchorLoss(MetricLoss):
         margin: float, delta. Default 0.1.
         alpha: float, the scale. Default 32.
         proxy_initializer: Keras initializer of the proxies. Default "he_normal".
+        proxy_lr_multiplier: float, the proxies' learning-rate multiplier
+            (`keras_mdr.losses.LossParameter`: exact for Adam-family
+            optimizers; the paper uses 100). Default 1.
         name: name of the loss.
         **kwargs: `keras_mdr.losses.MetricLoss` arguments.
 
@@ -101,17 +104,20 @@ class ProxyAnchorLoss(MetricLoss):
     compares_inner_products = True
 
     def __init__(self, num_classes, embedding_size, margin=0.1, alpha=32.0,
-                 proxy_initializer="he_normal", name="proxy_anchor_loss", **kwargs):
+                 proxy_initializer="he_normal", proxy_lr_multiplier=1.0, name="proxy_anchor_loss",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = _positive_int("num_classes", num_classes)
         self.embedding_size = _positive_int("embedding_size", embedding_size)
         self.margin = float(margin)
         self.alpha = float(alpha)
         self.proxy_initializer = keras.initializers.get(proxy_initializer)
+        self.proxy_lr_multiplier = float(proxy_lr_multiplier)
 
     def build_state(self):
         return LossParameter((self.num_classes, self.embedding_size), self.proxy_initializer,
-                             "proxies", name=f"{self.name}_proxies")
+                             "proxies", learning_rate_multiplier=self.proxy_lr_multiplier,
+                             name=f"{self.name}_proxies")
 
     def compute(self, labels, embeddings, sample_weight=None, state=None):
         return proxy_anchor_loss(labels, embeddings, state.parameter, self.margin, self.alpha,
@@ -123,6 +129,7 @@ class ProxyAnchorLoss(MetricLoss):
             "num_classes": self.num_classes, "embedding_size": self.embedding_size,
             "margin": self.margin, "alpha": self.alpha,
             "proxy_initializer": keras.initializers.serialize(self.proxy_initializer),
+            "proxy_lr_multiplier": self.proxy_lr_multiplier,
         })
         return config
 

@@ -29,9 +29,12 @@ class MDRTrainStepMixin:
     state update. `model.losses` (e.g. kernel regularisers) are added.
 
     Sample weights (and `class_weight`, which Keras turns into them) are the
-    loss's: a weight per anchor (`keras_mdr.losses.MetricLoss`); a vector
-    of the wrong length is refused; compile's `loss_weights` is refused
-    (one loss, one weight: use the loss's own weights).
+    loss's: a weight per anchor (`keras_mdr.losses.MetricLoss`; for MDR,
+    its term weighs pair `(i, j)` by `w_i`, while the levels' regulariser
+    and `model.losses` are penalties on the weights and state, unweighted);
+    all-zero weights leave the encoder untouched; a vector of the wrong
+    length is refused; compile's `loss_weights` is refused (one loss, one
+    weight: use the loss's own weights).
 
     Logs: `loss`, the loss's `log_names` (for MDR: `base_loss`, `mdr_loss`
     the unweighted `L_MDR`, `scale` the batch's raw mean pairwise distance)

@@ -10,6 +10,7 @@ the models; here a minimal model that owns the Layer and overrides
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_mdr
 from keras_mdr.losses import LossParameter
@@ -65,3 +66,35 @@ def test_layer_round_trip_and_shape():
     again = LossParameter.from_config(layer.get_config())
     assert tuple(again.parameter.shape) == (2, 3) and again.parameter_name == "proxies"
     np.testing.assert_array_equal(again.parameter.numpy(), np.ones((2, 3)))
+
+
+def _one_step(optimizer, multiplier):
+    layer = LossParameter((3,), keras.initializers.Constant([0.5, -1.0, 2.0]), "proxies",
+                          learning_rate_multiplier=multiplier)
+    start = layer.parameter.numpy().copy()
+    gradient_of_p = np.array([0.3, -2.0, 0.5], "float32")
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(layer.parameter * gradient_of_p)
+    optimizer.apply_gradients(zip(tape.gradient(value, layer.trainable_variables),
+                                  layer.trainable_variables))
+    return start, layer.parameter.numpy() - start
+
+
+def test_learning_rate_multiplier_scales_the_adam_step_and_starts_at_the_initializer():
+    """Reparametrised p = c * v: the same start, an Adam step c times larger
+    (Adam's step is ~ lr * sign(g), whatever g's scale), an SGD step c**2
+    times (planted: parameter returned v itself -> both failed)."""
+    start_1, step_1 = _one_step(keras.optimizers.Adam(1e-3), 1.0)
+    start_c, step_c = _one_step(keras.optimizers.Adam(1e-3), 100.0)
+    np.testing.assert_allclose(start_c, start_1, rtol=1e-6)
+    np.testing.assert_allclose(step_c, 100.0 * step_1, rtol=1e-3)
+    _, sgd_1 = _one_step(keras.optimizers.SGD(1e-2), 1.0)
+    _, sgd_c = _one_step(keras.optimizers.SGD(1e-2), 10.0)
+    np.testing.assert_allclose(sgd_c, 100.0 * sgd_1, rtol=1e-3)
+    config = LossParameter((2,), "ones", learning_rate_multiplier=7.0).get_config()
+    assert LossParameter.from_config(config).learning_rate_multiplier == 7.0
+    with pytest.raises(ValueError, match="positive learning_rate_multiplier"):
+        LossParameter((2,), learning_rate_multiplier=0.0)
+    loss = keras_mdr.ProxyAnchorLoss(3, 2, proxy_lr_multiplier=100.0)
+    assert loss.build_state().learning_rate_multiplier == 100.0
+    assert keras_mdr.ProxyAnchorLoss.from_config(loss.get_config()).proxy_lr_multiplier == 100.0
