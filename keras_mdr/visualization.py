@@ -233,7 +233,7 @@ def _mark_levels(ax, marks):
 
 def _image_cell(ax, image, frame, width):
     """Draws `image` in `ax` without ticks, framed in colour `frame`."""
-    ax.imshow(_displayable(image), cmap="gray")
+    ax.imshow(display_pixels(image), cmap="gray", vmin=0.0, vmax=1.0)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -241,7 +241,12 @@ def _image_cell(ax, image, frame, width):
         spine.set_linewidth(width)
 
 
-def _displayable(image):
+def display_pixels(image):
+    """An image as float32 in [0, 1] for display: `(H, W)` or `(H, W, 3|4)`.
+
+    uint8 and [0, 255] floats are divided by 255, [0, 1] floats kept, other
+    ranges (preprocessed pixels, e.g. mean-subtracted) stretched to [0, 1].
+    """
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
@@ -251,14 +256,13 @@ def _displayable(image):
             f"Received: shape={image.shape}"
         )
     if image.dtype == np.uint8:
-        return image
+        return image.astype(np.float32) / 255.0
     image = image.astype(np.float32)
     lo, hi = float(image.min()), float(image.max())
     if lo >= 0.0 and hi <= 1.0:
         return image
     if lo >= 0.0 and hi <= 255.0 and hi > 1.0:
         return image / 255.0
-    # Preprocessed pixels (e.g. mean-subtracted): stretch to [0, 1] for display.
     return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
 
 

@@ -9,8 +9,9 @@ A restarted run replaces the rows of the epochs it redoes, so an epoch
 interrupted and finished after a restart is logged once.
 
 `DistanceSummary` adds to TensorBoard, at each evaluated epoch, the histogram
-of MDR-normalised distances of a fixed batch of held-out images and the
-levels, as scalars and drawn on the histogram picture.
+of MDR-normalised distances of a fixed batch of held-out images (normalised
+as `keras_mdr.visualization.normalized_distances` does) and the levels, as
+scalars and drawn on the histogram picture.
 """
 
 import csv
@@ -22,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mdr import callbacks as callbacks_lib
-from keras_mdr import distances as distances_lib
 from keras_mdr import visualization
 
 
@@ -75,19 +75,6 @@ class RunLogger(keras.callbacks.Callback):
         write_csv(self.csv, rows)
 
 
-def normalised_distances(embeddings, mean_std):
-    """Off-diagonal MDR-normalised distances `(D / s - mu) / sigma` of one batch.
-
-    `s` is the batch's mean off-diagonal distance (the scale MDR divides by);
-    `mean_std` the model's moving statistics, or None for the batch's own.
-    """
-    distances = np.asarray(distances_lib.pairwise_distance(embeddings), np.float64)
-    off_diagonal = distances[~np.eye(len(distances), dtype=bool)]
-    scaled = off_diagonal / max(off_diagonal.mean(), 1e-12)
-    mean, std = mean_std if mean_std is not None else (scaled.mean(), scaled.std(ddof=1))
-    return (scaled - mean) / max(std, 1e-12)
-
-
 class DistanceSummary(keras.callbacks.Callback):
     """Writes the MDR-normalised distance histogram and the levels to TensorBoard.
 
@@ -115,7 +102,8 @@ class DistanceSummary(keras.callbacks.Callback):
         levels, mean_std = callbacks_lib.mdr_state(self.model)
         if levels is None:
             levels = np.asarray(visualization.DEFAULT_LEVELS)
-        values = normalised_distances(np.asarray(self.embed_fn(self.images), np.float32), mean_std)
+        embeddings = np.asarray(self.embed_fn(self.images), np.float32)
+        values = visualization.normalized_distances(embeddings, mean_std=mean_std)["z"]
         with self.writer.as_default(step=epoch + 1):
             tf.summary.histogram("mdr/normalised_distances", values)
             for i, level in enumerate(np.asarray(levels).reshape(-1)):
@@ -127,4 +115,4 @@ class DistanceSummary(keras.callbacks.Callback):
         self.writer.flush()
 
 
-__all__ = ["DistanceSummary", "RunLogger", "normalised_distances", "read_rows", "write_csv"]
+__all__ = ["DistanceSummary", "RunLogger", "read_rows", "write_csv"]

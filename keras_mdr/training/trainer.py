@@ -4,7 +4,9 @@ A run directory holds:
 - `config.json`: the configuration (a restart with another one is refused;
   `--epochs` may be raised to extend a run, see `run_files.EXTENSIBLE`);
 - `metrics.jsonl`, `log.csv` and `tensorboard/`: per-epoch logs, epochs
-  numbered from 1 (`keras_mdr.training.logs`);
+  numbered from 1 (`keras_mdr.training.logs`); TensorBoard gets the retrieval
+  metrics, the distance histogram with the levels and, at the end, the test
+  embeddings in its projector (`keras_mdr.projector`);
 - `checkpoints/last.keras` + `checkpoints/state.json`: the full model (weights,
   MDR levels and statistics, optimizer) every `checkpoint_every` steps and at
   each epoch end; `checkpoints/best.keras` by validation Recall@1;
@@ -29,6 +31,7 @@ import keras_mdr
 from keras_mdr import data as data_lib
 from keras_mdr import evaluation
 from keras_mdr import optimizers as optimizers_lib
+from keras_mdr import projector
 from keras_mdr import validation
 from keras_mdr.losses import distance_weighted
 from keras_mdr.training import checkpoint as checkpoint_lib
@@ -354,14 +357,15 @@ def make_callbacks(config, run, data, model, checkpoint, extra=()):
     """
     monitor, gallery = _monitored(data)
     embed = lambda images: model.encoder(images, training=False)  # noqa: E731
+    measure = keras_mdr.callbacks.RetrievalMetrics(
+        monitor, gallery, ks=tuple(config.recall_ks), every_n_epochs=config.eval_every,
+        prefix=data.monitor_prefix, distance=config.eval_distance, embed_fn=embed,
+        seed=config.seed, verbose=config.verbose,
+    )
     callbacks = [
-        keras_mdr.callbacks.RetrievalEvaluation(
-            monitor, gallery, ks=tuple(config.recall_ks), every_n_epochs=config.eval_every,
-            prefix=data.monitor_prefix, distance=config.eval_distance, embed_fn=embed,
-            log_dir=run.path("pictures"),
-            plot_distances="epoch", grid_queries=8, grid_k=5, seed=config.seed,
-            verbose=config.verbose,
-        ),
+        measure,
+        keras_mdr.callbacks.RetrievalPictures(measure, run.path("pictures"), grid_queries=8,
+                                              seed=config.seed),
         keras.callbacks.TerminateOnNaN(),
     ]
     if data.splits.validation is not None:
@@ -373,6 +377,8 @@ def make_callbacks(config, run, data, model, checkpoint, extra=()):
             next(iter(monitor.take(1)))[0], run.path("tensorboard"), embed,
             every_n_epochs=config.eval_every, picture_dir=run.path("pictures"),
         ),
+        projector.ProjectorExport(data.eval_data(data.splits.test),
+                                  run.path("tensorboard"), embed, seed=config.seed),
         checkpoint,
     ]
     return callbacks + list(extra)
