@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from keras_mdr import distances as distances_lib
+from keras_mdr import validation
 from keras_mdr import visualization
 from keras_mdr.evaluation import embedding as embedding_lib
 from keras_mdr.evaluation import knn, metrics
@@ -130,7 +131,9 @@ class RetrievalMetrics(keras.callbacks.Callback):
             )
         self.data = data
         self.gallery_data = gallery_data
-        self.ks = tuple(int(k) for k in ks)
+        self.ks = tuple(validation.positive_int(k, "ks") for k in ks)
+        if not self.ks:
+            raise ValueError("Expected at least one K in `ks`. Received: ks=()")
         self.every_n_epochs = int(every_n_epochs)
         self.prefix = str(prefix)
         self.distance = distances_lib.canonical_distance(distance)
@@ -238,8 +241,8 @@ class RetrievalPictures(keras.callbacks.Callback):
         self.metrics = metrics
         self.log_dir = log_dir
         self.plot_distances = plot_distances
-        self.grid_queries = int(grid_queries)
-        self.grid_k = int(grid_k)
+        self.grid_queries = validation.non_negative_int(grid_queries, "grid_queries")
+        self.grid_k = validation.positive_int(grid_k, "grid_k")
         self.seed = int(seed)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_mdr import distances as distances_lib
+from keras_mdr import validation
 from keras_mdr.evaluation import embedding as embedding_lib
 from keras_mdr.evaluation import inputs as inputs_lib
 from keras_mdr.evaluation import knn
@@ -380,9 +381,7 @@ class EmbeddingIndex:
         """
         if self._index is None or len(self) == 0:
             raise ValueError("Expected a built, non-empty index. Call build() first.")
-        k = int(k)
-        if k < 1:
-            raise ValueError(f"Expected k >= 1. Received: k={k}")
+        k = validation.positive_int(k, "k")
         q = self._query_embeddings(queries)
         self._apply_search_params()
         raw = np.empty((q.shape[0], k), np.float32)

@@ -56,7 +56,14 @@ def recall_curves_figure(curves, *, title="Recall@K"):
         all_ks.update(ks)
         all_values += percent
         ax.plot(ks, percent, marker="o", label=str(name), clip_on=False)
+    if not all(0.0 <= v <= 100.0 for v in all_values):
+        raise ValueError(
+            "Expected recall values in [0, 1] (fractions, drawn in %). Received: values "
+            f"from {min(all_values) / 100:g} to {max(all_values) / 100:g}"
+        )
     ks = sorted(all_ks)
+    if ks[0] < 1:
+        raise ValueError(f"Expected every K >= 1. Received: K={ks[0]}")
     if ks[-1] / ks[0] >= 8:
         ax.set_xscale("log", base=2)
     # The K themselves as plain integers; no minor ticks (a log axis labels

@@ -188,6 +188,14 @@ def test_argument_errors():
         RetrievalEvaluation(_data(), every_n_epochs=0)
     with pytest.raises(ValueError, match="plot_distances"):
         RetrievalEvaluation(_data(), plot_distances="always")
+    # Refused when made, not after the first epoch's embedding pass.
+    for ks in ((0, 1), (1, 2.5), ()):
+        with pytest.raises(ValueError, match="ks"):
+            RetrievalMetrics(_data(), ks=ks)
+    with pytest.raises(ValueError, match="`grid_k`"):
+        RetrievalEvaluation(_data(), grid_queries=2, grid_k=0)
+    with pytest.raises(ValueError, match="`grid_queries`"):
+        RetrievalPictures(RetrievalMetrics(_data()), None, grid_queries=-1)
     infinite = tf.data.Dataset.from_tensor_slices(_data()).batch(8).repeat()
     with pytest.raises(ValueError, match="finite"):
         _fit_plain([RetrievalEvaluation(infinite, verbose=0)], epochs=1)

@@ -183,6 +183,9 @@ def test_query_shapes_get_precise_messages():
     with pytest.raises(ValueError, match="finite"):
         index.search(np.full((1, 16), np.nan, np.float32), k=2)
     np.testing.assert_array_equal(index.search(x[0][None], k=1).ids, [[0]])
+    for k in (0, 2.5, "3"):
+        with pytest.raises(ValueError, match="`k` to be a positive int"):
+            index.search(x[:1], k=k)
     images = EmbeddingIndex(embed_fn=lambda q: np.asarray(q).reshape(len(q), -1)[:, :3])
     images.build(x[:, :3])
     with pytest.raises(ValueError, match=r"embed_fn to return.*\(num_queries, 3\)"):

@@ -97,6 +97,10 @@ def test_recall_curves_readable_scale_and_integer_ticks():
     few = visualization.recall_curves_figure({1: 0.2, 5: 0.35, 10: 0.5})
     assert _tick_texts(few, "x") == ["1", "5", "10"]
     assert few.axes[0].get_ylim()[0] < 20.0
+    with pytest.raises(ValueError, match=r"in \[0, 1\].*from 98 to 100"):
+        visualization.recall_curves_figure({1: 98.0, 2: 100.0})  # percentages, not fractions
+    with pytest.raises(ValueError, match="K >= 1"):
+        visualization.recall_curves_figure({0: 0.5, 2: 0.7})
 
 
 def test_retrieval_grid(tmp_path):
