@@ -26,6 +26,29 @@ def _check_base_loss(base_loss):
     return base_loss
 
 
+# The reductions for which Keras divides a loss by the replica count.
+_REPLICA_SCALED = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
+
+def keras_loss_on_global_batch(loss, labels, embeddings, sample_weight=None):
+    """A Keras loss or callable of the global batch, as one device would compute it.
+
+    Keras' losses with a mean reduction divide their value by the replica
+    count under `tf.distribute` (each replica is meant to see its slice of
+    the batch and Keras sums the gradients); here the loss sees the global
+    batch, which the caller scales once, so that division is undone.
+    """
+    if sample_weight is None:
+        value = loss(labels, embeddings)
+    else:
+        value = loss(labels, embeddings, sample_weight=sample_weight)
+    if isinstance(loss, keras.losses.Loss) and loss.reduction in _REPLICA_SCALED:
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            value = value * float(replicas)
+    return value
+
+
 @keras.saving.register_keras_serializable(package="keras_mdr")
 class MDRLoss(MetricLoss):
     """Any metric-learning loss + Multi-level Distance Regularization (MDR).
@@ -168,9 +191,7 @@ class MDRLoss(MetricLoss):
         scaled = embeddings / scale if scale_base else embeddings
         if isinstance(base, MetricLoss):
             return base.compute(labels, scaled, sample_weight, base_state)
-        if sample_weight is None:
-            return base(labels, scaled)
-        return base(labels, scaled, sample_weight=sample_weight)
+        return keras_loss_on_global_batch(base, labels, scaled, sample_weight)
 
     def compute(self, labels, embeddings, sample_weight=None, state=None):
         return self.objective(labels, embeddings, sample_weight, state)["loss"]

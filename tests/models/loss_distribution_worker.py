@@ -46,7 +46,40 @@ def main():
                 [(w.numpy() - b).ravel() for w, b in zip(model.trainable_weights, before)]
             )
             result[f"{key}_update"] = update
+    result.update(owned(strategy, distributed_cases.owned_cases()))
     np.savez(out, **result)
+
+
+def owned(strategy, cases):
+    """One step of an MDRModel per case: the update of every trainable variable
+    (encoder and loss state) and, per replica, the state after the step."""
+    import keras
+
+    import keras_mdr
+    from loss_families import CLASSES, DIM
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(rng.permutation(CLASSES), GLOBAL_BATCH // CLASSES).astype("int64")
+    x = (rng.normal(size=(GLOBAL_BATCH, 12)) + y[:, None] * 0.1).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+    result = {}
+    for name, make_loss in cases.items():
+        keras.utils.set_random_seed(1)
+        with strategy.scope():
+            encoder = keras.Sequential([keras.Input((12,)), keras.layers.Dense(DIM),
+                                        keras.layers.UnitNormalization()])
+            model = keras_mdr.MDRModel(encoder)
+            model.compile(optimizer=keras.optimizers.SGD(0.5), loss=make_loss())
+        before = [w.numpy().copy() for w in model.trainable_variables]
+        history = model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        result[f"{name}_nojit_loss"] = np.array(history.history["loss"][0])
+        result[f"{name}_nojit_update"] = np.concatenate(
+            [(w.numpy() - b).ravel() for w, b in zip(model.trainable_variables, before)])
+        state = model.loss_state.layer.variables
+        result[f"{name}_replicas"] = np.stack([np.concatenate(
+            [np.ravel(strategy.experimental_local_results(v.value)[r]) for v in state])
+            for r in range(strategy.num_replicas_in_sync)])
+    return result
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""Every public loss on a plain keras.Model: one step under a 2-replica
-MirroredStrategy equals the 1-device step on the global batch (issue 10 item 1).
+"""Every public loss on a plain keras.Model, and every stateful loss and every
+family under MDRLoss on an MDRModel that owns their state: one step under a
+2-replica MirroredStrategy equals the 1-device step on the global batch
+(issue 10 item 1, issue 11 item 5), and the replicas hold the same state.
 
 All cases of one strategy run in one subprocess (strategies interfere within a
 process, and one process per case costs minutes of start-up).
@@ -37,7 +39,8 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("jit", ["nojit"])
-@pytest.mark.parametrize("name", sorted(distributed_cases.cases()))
+@pytest.mark.parametrize("name", sorted(distributed_cases.cases())
+                         + sorted(distributed_cases.owned_cases()))
 def test_two_replicas_equal_one_device(runs, name, jit):
     single, mirrored = runs
     assert int(mirrored["replicas"]) == 2
@@ -48,3 +51,10 @@ def test_two_replicas_equal_one_device(runs, name, jit):
     assert np.linalg.norm(want) > 0, "the step did not train"
     assert rel < 1e-5, f"{key}: relative update difference {rel:.3g}"
     np.testing.assert_allclose(mirrored[f"{key}_loss"], single[f"{key}_loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(distributed_cases.owned_cases()))
+def test_every_replica_holds_the_same_loss_state(runs, name):
+    copies = runs[1][f"{name}_replicas"]
+    assert copies.shape[0] == 2 and copies.size > 0
+    np.testing.assert_array_equal(copies[0], copies[1])
