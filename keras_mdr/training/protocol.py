@@ -175,8 +175,9 @@ def paper_summary(rows, k=1):
 
     Returns:
         dict: "label", f"best_test_recall@{k}" and "best_epoch" (the earliest
-        epoch reaching the best), f"last_test_recall@{k}" and "last_epoch",
-        and "evaluated_epochs"; None when no row has the metric.
+        epoch reaching the best), "best_epoch_metrics" (that epoch's test
+        metrics, without the "test_" prefix), f"last_test_recall@{k}" and
+        "last_epoch", and "evaluated_epochs"; None when no row has the metric.
     """
     key = f"test_recall@{k}"
     scored = [r for r in rows if key in r]
@@ -186,6 +187,8 @@ def paper_summary(rows, k=1):
     last = max(scored, key=lambda r: r["epoch"])
     return {"label": PAPER_LABEL.replace("Recall@1", f"Recall@{k}"),
             f"best_test_recall@{k}": best[key], "best_epoch": best["epoch"],
+            "best_epoch_metrics": {name[len("test_"):]: value for name, value in best.items()
+                                   if name.startswith("test_")},
             f"last_test_recall@{k}": last[key], "last_epoch": last["epoch"],
             "evaluated_epochs": [r["epoch"] for r in scored]}
 

@@ -417,16 +417,18 @@ def export_once(config, run, model, results):
     results["export_step"] = results["step"]
 
 
-def print_table(title, rows, ks, stream=sys.stdout):
+def print_table(title, rows, ks, stream=None):
     """Prints a Recall@K table: rows is {row name: {"recall@k": value, ...}}.
 
     Fractions are shown in %, the query counts ("num_queries",
-    "excluded_queries") as they are.
+    "excluded_queries") as they are. `stream` defaults to the current `sys.stdout`.
     """
+    stream = stream or sys.stdout
     extra = sorted({key for r in rows.values() for key in r if not key.startswith("recall@")})
-    header = ["", *[f"R@{k}" for k in ks], *extra]
+    width = max([12, *map(len, rows)])
+    header = [f"{'':>{width}s}", *[f"{h:>12s}" for h in [f"R@{k}" for k in ks] + extra]]
     print(f"\n{title}", file=stream)
-    print(" | ".join(f"{h:>12s}" for h in header), file=stream)
+    print(" | ".join(header), file=stream)
 
     def cell(key, value):
         return f"{int(value):12d}" if key in COUNT_METRICS else f"{100 * value:12.2f}"
@@ -434,7 +436,7 @@ def print_table(title, rows, ks, stream=sys.stdout):
     for name, row in rows.items():
         cells = [cell("recall", row[f"recall@{k}"]) for k in ks]
         cells += [cell(key, row[key]) if key in row else f"{'':12s}" for key in extra]
-        print(" | ".join([f"{name:>12s}", *cells]), file=stream)
+        print(" | ".join([f"{name:>{width}s}", *cells]), file=stream)
 
 
 def report(config, results):
@@ -443,9 +445,11 @@ def report(config, results):
         return
     names = {"test_untrained": "untrained", "test": "final", "test_at_best": "best (val)"}
     rows = {name: results[key] for key, name in names.items() if key in results}
+    paper = results.get("paper_protocol")
+    if paper:
+        rows[f"best (test, epoch {paper['best_epoch']})"] = paper["best_epoch_metrics"]
     print_table(f"{config.dataset}: retrieval on the unseen test classes (%)", rows,
                 tuple(config.recall_ks))
-    paper = results.get("paper_protocol")
     if paper:
         k = config.recall_ks[0]
         print(f"\n{paper['label']}: {100 * paper[f'best_test_recall@{k}']:.2f} "

@@ -157,6 +157,9 @@ def test_paper_run_evaluates_test_every_epoch_and_reports_the_best(
     assert (f"best test Recall@1 over epochs (paper protocol): {100 * max(recalls):.2f} "
             f"(epoch {paper['best_epoch']}") in printed
     assert f"last epoch's test Recall@1: {100 * recalls[-1]:.2f} (epoch 3)" in printed
+    best_row = [line for line in printed.splitlines()
+                if line.strip().startswith(f"best (test, epoch {paper['best_epoch']})")]
+    assert len(best_row) == 1 and f"{100 * max(recalls):12.2f}" in best_row[0], printed[-1500:]
     assert os.path.exists(tmp_path / "run" / "protocol_card.md")
     model = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "last.keras")
     assert isinstance(model.optimizer, optimizers.AdamL2)
@@ -187,6 +190,7 @@ def test_reported_numbers_from_logged_rows():
     assert (summary["best_test_recall@1"], summary["best_epoch"]) == (0.6, 2)  # the earliest best
     assert (summary["last_test_recall@1"], summary["last_epoch"]) == (0.5, 4)
     assert summary["evaluated_epochs"] == [0, 2, 3, 4]
+    assert summary["best_epoch_metrics"] == {"recall@1": 0.6}
     assert protocol.paper_summary([{"epoch": 1, "loss": 1.0}]) is None
 
 
@@ -241,3 +245,40 @@ def test_evaluation_ranks_as_the_releases():
     want = _release_recall(queries, labels[::2], gallery, labels[1::2], ks, self_retrieval=False)
     assert {k: ours[k] for k in want} == pytest.approx(want, abs=1e-12)
     assert 0.0 < want["recall@1"] < want["recall@8"] < 1.0  # the check can tell ranks apart
+
+
+class _Kill(keras.callbacks.Callback):
+    """Raises after `at_step` optimizer steps, as a kill mid-epoch would stop the run."""
+
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step = at_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) == self.at_step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_killed_paper_run_resumes_to_the_same_numbers(cub_dir, tmp_path):
+    whole = _small("cub200_paper", cub_dir, tmp_path / "whole", checkpoint_every=1, verbose=0)
+    killed = _small("cub200_paper", cub_dir, tmp_path / "killed", checkpoint_every=1, verbose=0)
+    want = trainer.train(whole)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(killed, callbacks=[_Kill(at_step=3)])  # mid epoch 2
+    got = trainer.train(killed)
+
+    def rows(config):
+        with open(os.path.join(config.output_dir, "metrics.jsonl")) as f:
+            return [json.loads(line) for line in f]
+
+    assert [r["epoch"] for r in rows(killed)] == [0, 1, 2, 3]  # epoch 0 evaluated once
+    # (The epoch's mean loss is not compared: a resumed epoch averages its remaining steps.)
+    for name in ("test_recall@1", "test_recall@2"):
+        assert [r.get(name) for r in rows(killed)] == [r.get(name) for r in rows(whole)], name
+    assert got["paper_protocol"] == want["paper_protocol"]
+    assert got["test_untrained"] == want["test_untrained"]
+    models = [keras.saving.load_model(os.path.join(c.output_dir, "checkpoints", "last.keras"))
+              for c in (whole, killed)]
+    for a, b in zip(models[0].variables + models[0].optimizer.variables,
+                    models[1].variables + models[1].optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
