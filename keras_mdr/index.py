@@ -455,4 +455,12 @@ class EmbeddingIndex:
         with np.load(os.path.join(directory, _META_FILE), allow_pickle=False) as meta:
             index._ids = meta["ids"]
             index._labels = meta["labels"] if "labels" in meta.files else None
+        stored = [len(index), index._ids.shape[0]]
+        stored += [] if index._labels is None else [index._labels.shape[0]]
+        if len(set(stored)) != 1:
+            raise ValueError(
+                f"Expected as many ids and labels as vectors in {directory!r} (files "
+                f"from one save). Received: {len(index)} vectors, {stored[1]} ids"
+                + ("" if index._labels is None else f", {stored[2]} labels")
+            )
         return index

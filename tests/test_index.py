@@ -153,6 +153,11 @@ def test_string_labels_and_ids_save_and_load_without_pickle(tmp_path):
     assert loaded.labels[-1] == "new" and loaded.ids[-1] == "x3"
     with pytest.raises(ValueError, match="string ids"):
         loaded.add(x[:1], labels=["a"])
+    # Files of two different saves are refused, not paired up wrongly.
+    EmbeddingIndex().build(x[:10], labels=y[:10]).save(tmp_path / "small")
+    os.replace(tmp_path / "small" / "metadata.npz", tmp_path / "idx" / "metadata.npz")
+    with pytest.raises(ValueError, match="63 vectors, 10 ids, 10 labels"):
+        EmbeddingIndex.load(tmp_path / "idx")
     with pytest.raises(ValueError, match="same kind"):
         loaded.add(x[:1], labels=[7], ids=["x9"])
     with pytest.raises(ValueError, match="one kind"):
