@@ -59,10 +59,13 @@ def test_write_projector_round_trip(tmp_path):
 
 
 def test_sprite_fits_the_projector_limit():
-    images = np.zeros((3000, 224, 224, 3), np.uint8)[:, :2, :2]  # small, many
-    grid, t = projector.sprite(np.zeros((3000, 300, 300), np.float32))
-    assert grid.shape[0] <= projector.MAX_SPRITE_SIDE and t == 8192 // 55
-    assert projector.sprite(images)[1] == 2
+    large = [np.zeros((300, 300), np.float32)] * 3000  # one array, listed 3000 times
+    grid, t = projector.sprite(large)
+    assert t == 8192 // 55 and grid.shape == (55 * t, 55 * t, 3)  # ceil(sqrt(3000)) = 55
+    assert grid.shape[0] <= projector.MAX_SPRITE_SIDE
+    assert projector.sprite([np.zeros((2, 2, 3), np.uint8)] * 3000)[1] == 2
+    with pytest.raises(ValueError, match="at most 8192"):
+        projector.sprite(large[:10], thumbnail=3000)
 
 
 def test_sample_items_is_uniform_and_seeded():
