@@ -41,7 +41,8 @@ FLAG_GROUPS = (
     ("Model", [
         ("string", "backbone",
          "bn_inception, resnet50, inception_v3, efficientnet_b0, mobilenet_v2 or small_cnn."),
-        ("string", "weights", "imagenet, none, or a path to backbone weights (.pth for bn_inception)."),
+        ("string", "weights", "imagenet, none, or a path to backbone weights (bn_inception: a .pth, "
+         "its ImageNet file is bn_inception-52deb4733.pth)."),
         ("integer", "embedding_dim", "Embedding size."),
         ("boolean", "freeze_batchnorm", "Freeze BatchNorm layers."),
         ("string", "batchnorm",
@@ -114,21 +115,41 @@ def define_flags(preset_name):
             getattr(flags, f"DEFINE_{kind}")(name, default, text)
 
 
-def help_text(preset_name, doc=""):
-    """The `--help` text: the script's docstring, then our flags by group."""
-    lines = [doc.strip(), "", f"Flags (defaults: the {preset_name!r} preset; "
-             "absl's own flags: --helpfull):"]
+def _as_default(value):
+    """A value as absl's `default_as_str` writes it."""
+    if isinstance(value, bool):
+        return repr(str(value).lower())
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    return "None" if value is None else repr(str(value))
+
+
+def help_text(preset_name, doc="", protocol="default"):
+    """The `--help` text: the script's docstring, then our flags by group.
+
+    With `protocol="paper"` the defaults shown are the `<preset_name>_paper`
+    preset's, the ones `--protocol=paper` trains with.
+    """
+    paper = protocol == "paper" and f"{preset_name}_paper" in presets.PRESETS
+    shown = f"{preset_name}_paper" if paper else preset_name
+    defaults = {**presets.preset(shown), **RUN_DEFAULTS, "data_dir": None,
+                "output_dir": f"runs/{shown}"} if paper else {}
+    lines = [doc.strip(), "", f"Flags (defaults: the {shown!r} preset; absl's own flags: "
+             f"--helpfull{'' if paper else '; --protocol=paper --help: the paper preset'}):"]
     for title, group in _groups():
         lines.append(f"\n  {title}:")
         for _, name, text in group:
-            lines.append(f"    --{name}: {text} (default: {FLAGS[name].default_as_str})")
+            default = _as_default(defaults[name]) if name in defaults else FLAGS[name].default_as_str
+            lines.append(f"    --{name}: {text} (default: {default})")
     return "\n".join(lines).lstrip() + "\n"
 
 
 def parse_flags(argv, preset_name, doc=""):
     """`app.run`'s flags parser: `--help` prints `help_text`, then absl parses."""
     if any(arg in ("-h", "-?", "--help", "--helpshort") for arg in argv[1:]):
-        sys.stdout.write(help_text(preset_name, doc))
+        paper = "--protocol=paper" in argv or any(
+            a == "--protocol" and b == "paper" for a, b in zip(argv, argv[1:]))
+        sys.stdout.write(help_text(preset_name, doc, "paper" if paper else "default"))
         sys.exit(0)
     return app.parse_flags_with_usage(argv)
 

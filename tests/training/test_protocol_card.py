@@ -81,6 +81,7 @@ for argv, script in json.loads(sys.argv[1]):
         out.append({"error": str(error)})
         continue
     out.append({"config": config.to_dict(), "rows": protocol.card_rows(config, "flag")})
+out.append({"help": cli.help_text("cub200", "", "paper"), "plain": cli.help_text("cub200")})
 print(json.dumps(out))
 """
 
@@ -94,7 +95,7 @@ def _cli(*runs):
 
 
 def test_protocol_flag_takes_the_paper_preset_and_names_the_flags():
-    paper, default, digits = _cli(
+    paper, default, digits, helps = _cli(
         (["--protocol=paper", "--epochs=7", "--recall_ks=1,2", "--data_dir=/data/cub"], "cub200"),
         (["--epochs=7"], "cub200"),
         (["--protocol=paper"], "digits"),
@@ -110,3 +111,10 @@ def test_protocol_flag_takes_the_paper_preset_and_names_the_flags():
     assert default["protocol"] == "default" and default["preset"] == "cub200"
     assert default["optimizer"] == "adam" and default["epochs"] == 7
     assert "--protocol=paper exists for cub200, cars196, sop, inshop" in digits["error"]
+    # --protocol=paper --help shows the defaults that protocol trains with.
+    assert "defaults: the 'cub200_paper' preset" in helps["help"]
+    for line in ("--optimizer: adam (Keras, decoupled weight decay) or adam_l2 (PyTorch's coupled "
+                 "L2, every variable). (default: 'adam_l2')",
+                 "(default: '128')", "(default: '40,60,80')", "(default: 'bn_inception')"):
+        assert line in helps["help"], line
+    assert "(default: 'adam')" in helps["plain"] and "(default: 'adam_l2')" not in helps["plain"]
