@@ -11,7 +11,8 @@ interrupted and finished after a restart is logged once.
 `DistanceSummary` adds to TensorBoard, at each evaluated epoch, the histogram
 of MDR-normalised distances of a fixed batch of held-out images (normalised
 as `keras_mdr.visualization.normalized_distances` does) and the levels, as
-scalars and drawn on the histogram picture.
+scalars and drawn on the histogram picture; `PictureSummary` adds the
+Recall@K curves and the retrieval grid at the end of training.
 """
 
 import csv
@@ -115,4 +116,35 @@ class DistanceSummary(keras.callbacks.Callback):
         self.writer.flush()
 
 
-__all__ = ["DistanceSummary", "RunLogger", "read_rows", "write_csv"]
+class PictureSummary(keras.callbacks.Callback):
+    """At the end of training, adds the run's end-of-training pictures to TensorBoard.
+
+    Put it after the `RetrievalPictures` callback that draws them, so that
+    they exist when it runs.
+
+    Args:
+        picture_dir: the folder of the pictures.
+        log_dir: the TensorBoard directory (a `pictures` run is added).
+        names: the PNG files to add (those that exist), each as an image
+            tagged `pictures/<name without .png>`.
+    """
+
+    def __init__(self, picture_dir, log_dir, names=("recall_at_k.png", "retrieval_grid.png")):
+        super().__init__()
+        self.picture_dir = picture_dir
+        self.log_dir = os.path.join(log_dir, "pictures")
+        self.names = tuple(names)
+
+    def on_train_end(self, logs=None):
+        step = int(self.model.optimizer.iterations) if getattr(self.model, "optimizer", None) else 0
+        writer = tf.summary.create_file_writer(self.log_dir)
+        with writer.as_default(step=step):
+            for name in self.names:
+                path = os.path.join(self.picture_dir, name)
+                if os.path.exists(path):
+                    png = tf.io.decode_png(tf.io.read_file(path), channels=3)
+                    tf.summary.image(f"pictures/{os.path.splitext(name)[0]}", png[None])
+        writer.close()
+
+
+__all__ = ["DistanceSummary", "PictureSummary", "RunLogger", "read_rows", "write_csv"]

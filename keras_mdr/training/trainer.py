@@ -377,6 +377,7 @@ def make_callbacks(config, run, data, model, checkpoint, extra=()):
             next(iter(monitor.take(1)))[0], run.path("tensorboard"), embed,
             every_n_epochs=config.eval_every, picture_dir=run.path("pictures"),
         ),
+        logs_lib.PictureSummary(run.path("pictures"), run.path("tensorboard")),
         projector.ProjectorExport(data.eval_data(data.splits.test),
                                   run.path("tensorboard"), embed, seed=config.seed),
         checkpoint,

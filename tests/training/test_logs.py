@@ -69,6 +69,15 @@ def test_a_run_gives_tensorboard_metrics_histogram_and_projector(tmp_path):
     assert len(distances["mdr/normalised_distances"]) == 2
     assert {f"mdr/level_{i}" for i in range(3)} <= set(distances)
     assert len(distances["mdr/distances_with_levels"]) == 2  # the picture with the levels
+    pictures = _events(board / "pictures")
+    for tag, name in (("pictures/recall_at_k", "recall_at_k.png"),
+                      ("pictures/retrieval_grid", "retrieval_grid.png")):
+        (step, value), = pictures[tag]
+        width, height = (int(v) for v in value[:2])  # an image summary: width, height, PNG
+        png = tf.io.decode_png(value[2])
+        assert png.shape[:2] == (height, width) and step == 2 * 2
+        on_disk = tf.io.decode_png(tf.io.read_file(str(tmp_path / "run" / "pictures" / name)))
+        np.testing.assert_array_equal(png.numpy(), on_disk.numpy()[..., :3])
     with open(board / "projector" / "projector_config.pbtxt") as f:
         text = f.read()
     assert 'tensor_path: "embeddings.tsv"' in text and 'image_path: "sprite.png"' in text
