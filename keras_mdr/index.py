@@ -408,14 +408,19 @@ class EmbeddingIndex:
         )
 
     def recall_against_exact(self, queries, k=10):
-        """Fraction of the exact top-k ids that this index returns (1.0 for "flat")."""
+        """Fraction of the exact top-k ids that this index returns (1.0 for "flat").
+
+        Padded slots (k larger than the gallery) count on neither side.
+        """
         exact = EmbeddingIndex(distance=self.distance)
         exact._index = knn.flat_index(self._stored_vectors(), self.distance)
         exact._ids = self._ids
-        found = self.search(queries, k).ids
-        truth = exact.search(queries, k).ids
-        hits = sum(np.intersect1d(f, t).shape[0] for f, t in zip(found, truth))
-        return hits / truth.size
+        found, truth = self.search(queries, k), exact.search(queries, k)
+        hits = sum(
+            np.intersect1d(f[:nf], t[:nt]).shape[0]
+            for f, nf, t, nt in zip(found.ids, found.found, truth.ids, truth.found)
+        )
+        return hits / int(truth.found.sum())
 
     def _stored_vectors(self):
         """The gallery vectors as stored (normalised for cosine)."""

@@ -115,6 +115,8 @@ def test_empty_slots_are_marked(tmp_path):
     assert np.isinf(result.distances[:, 30:]).all()
     assert (result.labels[:, 30:] == -1).all()
     assert set(result.labels[:, :30].ravel()) == set(labels)
+    # The padding is no neighbour: recall against exact search stays 1 for "flat".
+    assert index.recall_against_exact(x[:5], k=40) == 1.0
     names = EmbeddingIndex().build(x, labels=[f"c{i}" for i in range(30)],
                                    ids=[f"id{i}" for i in range(30)])
     padded = names.search(x[:1], k=31)
