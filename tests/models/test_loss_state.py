@@ -41,9 +41,11 @@ def _state_variables(model):
 
 
 STATEFUL = dict(loss_families.stateful())
-STATEFUL["mdr_triplet"] = lambda: keras_mdr.MDRTripletLoss(base_loss="semihard")
+# level_weight=0: nu * sum(v^2) alone would move the levels, so "the levels
+# moved" would not show that MDR's gradient reaches them.
+STATEFUL["mdr_triplet"] = lambda: keras_mdr.MDRTripletLoss(base_loss="semihard", level_weight=0.0)
 STATEFUL["mdr_proxy_anchor"] = lambda: keras_mdr.MDRLoss(
-    keras_mdr.ProxyAnchorLoss(CLASSES, DIM))
+    keras_mdr.ProxyAnchorLoss(CLASSES, DIM), level_weight=0.0)
 
 
 def _train_save_resume(loss, tmp_path):
@@ -90,7 +92,7 @@ def test_every_family_swaps_in_and_out_of_mdr_with_one_argument(name, with_mdr, 
     trains, saves, reloads and resumes; with MDR the levels (and the base
     loss's own state) train, and the logs carry MDR's terms."""
     base = loss_families.bases()[name]()
-    loss = keras_mdr.MDRLoss(base, mdr_weight=0.2) if with_mdr else base
+    loss = keras_mdr.MDRLoss(base, mdr_weight=0.2, level_weight=0.0) if with_mdr else base
     state = _train_save_resume(loss, tmp_path)
     own = isinstance(base, keras_mdr.losses.MetricLoss) and base.stateful
     assert len(state) == int(with_mdr) + int(own)
