@@ -7,7 +7,7 @@ test classes (mean +- std over seeds, and the paired difference to the Triplet
 baseline), at the chosen epoch and at the last one.
 
 Usage:
-    # The comparison on Fashion-MNIST (7 arms x 5 seeds, about 50 minutes on
+    # The comparison on Fashion-MNIST (9 arms x 5 seeds, about 60 minutes on
     # two idle CPU cores); writes docs/results/fashion_mnist/ and the measured
     # tables into docs/results.md:
     python benchmarks/quality.py --doc=docs/results.md
@@ -43,6 +43,8 @@ Arms (all on the same encoder, batches, optimizer, schedule and seeds):
     triplet_release      `triplet` with the MDR authors' sampler
                          (`sampling="release"`, the losses' default).
     triplet_mdr_release  `triplet_mdr` with the MDR authors' sampler.
+    triplet_rerun        `triplet` again, measured with the release arms' code.
+    triplet_mdr_rerun    `triplet_mdr` again, likewise.
 
 Protocol: the dataset's class-disjoint split (Fashion-MNIST and digits:
 classes 0-4 train, 5-9 test), of which --validation_classes training classes

@@ -25,7 +25,8 @@ def _color(group):
 
 def plot_compare(payload, path, which="test_best"):
     groups = tables.ordered_groups(payload, "compare", finite=True)
-    fig = _figure(10, 4.2)
+    # Wider with more arms, so that their labels stay apart.
+    fig = _figure(max(10.0, 1.4 * len(groups) + 1.0), 4.2 if len(groups) <= 5 else 4.8)
     for i, (metric, title) in enumerate((("recall@1", "Recall@1"), ("map@r", "MAP@R"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for x, group in enumerate(groups):
