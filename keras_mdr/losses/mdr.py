@@ -126,6 +126,12 @@ def _mdr_penalty(distances, scale, levels, mean, std, weights):
             tf.gather(diagonal_residuals, diagonal_level)
         ) * tf.one_hot(diagonal_level, num_levels)
         grad_levels = -weight * per_level
+        # A batch of one has no pair and undefined (NaN) statistics: its
+        # value is 0, and so must its gradient be (0 * NaN would poison the levels).
+        usable = pairs > 0.0
+        grad_distances = tf.where(usable, grad_distances, tf.zeros_like(grad_distances))
+        grad_scale = tf.where(usable, grad_scale, tf.zeros_like(grad_scale))
+        grad_levels = tf.where(usable, grad_levels, tf.zeros_like(grad_levels))
         return (grad_distances, grad_scale, grad_levels, tf.zeros_like(mean), tf.zeros_like(std),
                 tf.zeros_like(weights))
 

@@ -153,3 +153,21 @@ def test_bad_base_losses_are_refused():
         keras_mdr.MDRLoss(keras_mdr.SupConLoss(), mdr_weight=-1)
     with pytest.raises(ValueError, match="keras_mdr.MDRModel"):
         keras_mdr.MDRLoss(keras_mdr.SupConLoss())([0, 1], np.eye(2, dtype="float32"))
+
+
+def test_a_batch_of_one_gives_zero_and_a_finite_zero_gradient():
+    """fit() ends an epoch with whatever is left: a batch of one sample has no
+    pair and NaN statistics; MDR must add 0 and a zero gradient (planted:
+    gradient guard removed -> the levels' gradient was NaN, and digits
+    training turned every level into NaN after one epoch)."""
+    loss = keras_mdr.MDRLoss(keras_mdr.SupConLoss())
+    state = loss.build_state()
+    e = tf.Variable([[0.6, 0.8]])
+    with tf.GradientTape() as tape:
+        terms = loss.batch_objective([3], e, state=state, training=True)
+    grads = tape.gradient(terms["loss"], [e, state.regularizer.levels])
+    assert float(terms["mdr_loss"]) == 0.0
+    for g in grads:
+        assert np.all(np.isfinite(g.numpy()))
+    np.testing.assert_array_equal(grads[0].numpy(), 0.0)
+    assert float(state.regularizer.initialized) == 0.0

@@ -44,6 +44,8 @@ STATEFUL = dict(loss_families.stateful())
 # level_weight=0: nu * sum(v^2) alone would move the levels, so "the levels
 # moved" would not show that MDR's gradient reaches them.
 STATEFUL["mdr_triplet"] = lambda: keras_mdr.MDRTripletLoss(base_loss="semihard", level_weight=0.0)
+# The documented baseline (mdr_weight=0) still has levels and statistics to own.
+STATEFUL["mdr_triplet_baseline"] = lambda: keras_mdr.MDRTripletLoss(mdr_weight=0.0)
 STATEFUL["mdr_proxy_anchor"] = lambda: keras_mdr.MDRLoss(
     keras_mdr.ProxyAnchorLoss(CLASSES, DIM), level_weight=0.0)
 
