@@ -105,7 +105,8 @@ class DistanceSummary(keras.callbacks.Callback):
             levels = np.asarray(visualization.DEFAULT_LEVELS)
         embeddings = np.asarray(self.embed_fn(self.images), np.float32)
         values = visualization.normalized_distances(embeddings, mean_std=mean_std)["z"]
-        with self.writer.as_default(step=epoch + 1):
+        # The step of Keras' TensorBoard epoch scalars (0-based), so both share one axis.
+        with self.writer.as_default(step=epoch):
             tf.summary.histogram("mdr/normalised_distances", values)
             for i, level in enumerate(np.asarray(levels).reshape(-1)):
                 tf.summary.scalar(f"mdr/level_{i}", float(level))
@@ -134,11 +135,15 @@ class PictureSummary(keras.callbacks.Callback):
         self.picture_dir = picture_dir
         self.log_dir = os.path.join(log_dir, "pictures")
         self.names = tuple(names)
+        self.last_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last_epoch = epoch
 
     def on_train_end(self, logs=None):
-        step = int(self.model.optimizer.iterations) if getattr(self.model, "optimizer", None) else 0
         writer = tf.summary.create_file_writer(self.log_dir)
-        with writer.as_default(step=step):
+        # At the last epoch on Keras' TensorBoard epoch axis (0-based).
+        with writer.as_default(step=self.last_epoch):
             for name in self.names:
                 path = os.path.join(self.picture_dir, name)
                 if os.path.exists(path):

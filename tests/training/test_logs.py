@@ -38,7 +38,7 @@ def test_distance_summary_writes_the_histogram_and_levels(tmp_path):
               shuffle=False, callbacks=[summary])
     events = _events(tmp_path / "distances")
     steps = [step for step, _ in events["mdr/normalised_distances"]]
-    assert steps == [1, 2]
+    assert steps == [0, 1]  # Keras' TensorBoard epoch axis, so the scalars line up
     histogram = events["mdr/normalised_distances"][-1][1]  # (buckets, [left, right, count])
     assert histogram[:, 2].sum() == 30 * 29 / 2  # every pair once
     regulariser = model.mdr_regularizer
@@ -67,6 +67,8 @@ def test_a_run_gives_tensorboard_metrics_histogram_and_projector(tmp_path):
         assert logged == pytest.approx([r[f"test_{name}"] for r in rows]), name
     distances = _events(board / "distances")
     assert len(distances["mdr/normalised_distances"]) == 2
+    assert ([s for s, _ in distances["mdr/normalised_distances"]]
+            == [s for s, _ in scalars["epoch_test_recall@1"]])  # one x axis
     assert {f"mdr/level_{i}" for i in range(3)} <= set(distances)
     assert len(distances["mdr/distances_with_levels"]) == 2  # the picture with the levels
     pictures = _events(board / "pictures")
@@ -75,7 +77,7 @@ def test_a_run_gives_tensorboard_metrics_histogram_and_projector(tmp_path):
         (step, value), = pictures[tag]
         width, height = (int(v) for v in value[:2])  # an image summary: width, height, PNG
         png = tf.io.decode_png(value[2])
-        assert png.shape[:2] == (height, width) and step == 2 * 2
+        assert png.shape[:2] == (height, width) and step == 1  # the last epoch, 0-based
         on_disk = tf.io.decode_png(tf.io.read_file(str(tmp_path / "run" / "pictures" / name)))
         np.testing.assert_array_equal(png.numpy(), on_disk.numpy()[..., :3])
     with open(board / "projector" / "projector_config.pbtxt") as f:
