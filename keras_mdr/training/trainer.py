@@ -9,7 +9,8 @@ A run directory holds:
   embeddings in its projector (`keras_mdr.projector`);
 - `checkpoints/last.keras` + `checkpoints/state.json`: the full model (weights,
   MDR levels and statistics, optimizer) every `checkpoint_every` steps and at
-  each epoch end; `checkpoints/best.keras` by validation Recall@1;
+  each epoch end; `checkpoints/best.keras` by validation Recall@1 (by test
+  Recall@1 under the paper protocol, as the release's `best.pth`);
 - `pictures/`: Recall@K curves, distance histograms with the levels, a
   retrieval grid;
 - `results.json`: test metrics; `export/<version>/`: the SavedModel for TF Serving.
@@ -338,9 +339,13 @@ def _monitored(data):
     return data.eval_data(splits.test), None
 
 
-def _best_checkpoint(config, run):
-    """`best.keras` by the monitored Recall@1, continuing the best of earlier invocations."""
-    monitor = f"val_recall@{config.recall_ks[0]}"
+def _best_checkpoint(config, run, prefix):
+    """`best.keras` by the monitored Recall@1, continuing the best of earlier invocations.
+
+    The paper protocol monitors the test split, as the release's `best.pth`:
+    saved only when an epoch beats every earlier one, epoch 0 included.
+    """
+    monitor = f"{prefix}recall@{config.recall_ks[0]}"
     earlier = [r[monitor] for r in logs_lib.read_rows(run.path("metrics.jsonl")) if monitor in r]
     return keras.callbacks.ModelCheckpoint(
         run.path("checkpoints", "best.keras"), monitor=monitor, mode="max", save_best_only=True,
@@ -369,7 +374,9 @@ def make_callbacks(config, run, data, model, checkpoint, extra=()):
         keras.callbacks.TerminateOnNaN(),
     ]
     if data.splits.validation is not None:
-        callbacks.append(_best_checkpoint(config, run))
+        callbacks.append(_best_checkpoint(config, run, "val_"))
+    elif config.protocol == "paper":
+        callbacks.append(_best_checkpoint(config, run, "test_"))
     callbacks += [
         logs_lib.RunLogger(run.directory),
         keras.callbacks.TensorBoard(run.path("tensorboard")),

@@ -8,11 +8,11 @@ from PIL import Image
 
 
 def _photo(path, label, index, size=(40, 36)):
-    """A JPEG whose colour says its class (so retrieval can be learned) plus noise."""
+    """A JPEG whose faint tint says its class under strong noise (retrieval is imperfect)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     rng = np.random.default_rng(label * 100 + index)
-    tint = np.array([(label * 53) % 256, (label * 97) % 256, (label * 31) % 256])
-    pixels = tint + rng.integers(-40, 40, (size[1], size[0], 3))
+    tint = 128 + np.array([(label * 53) % 7, (label * 97) % 7, (label * 31) % 7]) - 3
+    pixels = tint + rng.integers(-100, 100, (size[1], size[0], 3))
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
 
 
