@@ -70,6 +70,8 @@ def _column(name, values, n):
         kinds = {type(v) for v in values.tolist()}
         if kinds <= {str}:
             return values.astype(str)
+        if kinds <= {bytes}:  # tf.string labels, read back from a dataset
+            return np.array([v.decode("utf-8") for v in values.tolist()], dtype=str)
         if all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in kinds):
             return values.astype(np.int64)
         raise ValueError(

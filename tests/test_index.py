@@ -164,6 +164,12 @@ def test_string_labels_and_ids_save_and_load_without_pickle(tmp_path):
         loaded.add(x[:1], labels=[7], ids=["x9"])
     with pytest.raises(ValueError, match="one kind"):
         EmbeddingIndex().build(x[:2], labels=_pandas_like(["a", 3]))
+    # String labels of a tf.data pipeline arrive as an object array of bytes.
+    data = tf.data.Dataset.from_tensor_slices((x[:6], [f"class-{i % 2}" for i in range(6)]))
+    from_data = EmbeddingIndex.from_model(lambda v: v, data.batch(4), verbose=0)
+    assert from_data.labels.tolist() == [f"class-{i % 2}" for i in range(6)]
+    from_data.save(tmp_path / "from_data")
+    assert EmbeddingIndex.load(tmp_path / "from_data").labels.dtype.kind == "U"
 
 
 def test_large_integer_labels_and_ids_round_trip(tmp_path):
