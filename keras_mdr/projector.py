@@ -65,6 +65,11 @@ def sprite(images, thumbnail=None):
     return grid, t
 
 
+def _text(label):
+    """A label as one line of text (tf.string labels arrive as bytes)."""
+    return label.decode("utf-8", "replace") if isinstance(label, bytes) else str(label)
+
+
 def write_projector(directory, embeddings, labels, images=None, *, tensor_name="embeddings"):
     """Writes the projector files (see the module docstring) into `directory`.
 
@@ -86,7 +91,7 @@ def write_projector(directory, embeddings, labels, images=None, *, tensor_name="
     os.makedirs(directory, exist_ok=True)
     np.savetxt(os.path.join(directory, EMBEDDINGS_FILE), embeddings, delimiter="\t", fmt="%.7g")
     with open(os.path.join(directory, METADATA_FILE), "w") as f:
-        f.writelines(f"{' '.join(str(label).split())}\n" for label in labels.tolist())
+        f.writelines(f"{' '.join(_text(label).split())}\n" for label in labels.tolist())
     config = projector.ProjectorConfig()
     entry = config.embeddings.add()
     entry.tensor_name = tensor_name

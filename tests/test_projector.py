@@ -54,6 +54,10 @@ def test_write_projector_round_trip(tmp_path):
         cell = pixels[row * 6 : (row + 1) * 6, column * 6 : (column + 1) * 6]
         np.testing.assert_array_equal(cell.reshape(-1, 3)[0], images[i, 0, 0])
         assert (cell == cell[0, 0]).all()
+    as_bytes = np.array([label.encode() for label in labels], dtype=object)  # tf.string labels
+    projector.write_projector(tmp_path / "bytes", embeddings, as_bytes)
+    assert _read_back(tmp_path / "bytes")[2] == ["cat 1", "dog", "cat 1", "bird", "dog", "x", "y",
+                                                 "z", "w", "v"]
     with pytest.raises(ValueError, match="one image per embedding"):
         projector.write_projector(tmp_path / "bad", embeddings, labels, images[:3])
 
