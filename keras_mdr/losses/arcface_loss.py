@@ -5,6 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_mdr import validation
 from keras_mdr.losses import pair_terms
 from keras_mdr.losses.metric_loss import MetricLoss
 from keras_mdr.losses.loss_parameter import LossParameter
@@ -116,13 +117,8 @@ class ArcFaceLoss(MetricLoss):
         super().__init__(name=name, **kwargs)
         if not 0.0 <= float(margin) < math.pi:
             raise ValueError(f"Expected margin in radians, in [0, pi). Received: margin={margin}")
-        self.num_classes = int(num_classes)
-        self.embedding_size = int(embedding_size)
-        if self.num_classes < 1 or self.embedding_size < 1:
-            raise ValueError(
-                "Expected num_classes >= 1 and embedding_size >= 1. Received: "
-                f"num_classes={num_classes}, embedding_size={embedding_size}"
-            )
+        self.num_classes = validation.positive_int(num_classes, "num_classes")
+        self.embedding_size = validation.positive_int(embedding_size, "embedding_size")
         self.margin = float(margin)
         self.scale = float(scale)
         self.centre_initializer = keras.initializers.get(centre_initializer)

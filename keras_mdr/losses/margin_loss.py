@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_mdr import distances as distances_lib
+from keras_mdr import validation
 from keras_mdr.losses import pair_terms
 from keras_mdr.losses.metric_loss import MetricLoss
 from keras_mdr.losses.loss_parameter import LossParameter
@@ -125,13 +126,13 @@ class MarginLoss(MetricLoss):
     def __init__(self, margin=0.2, nu=0.0, beta=1.2, learn_beta=True, num_classes=None,
                  name="margin_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if num_classes is not None and int(num_classes) < 1:
-            raise ValueError(f"Expected num_classes >= 1 or None. Received: num_classes={num_classes}")
+
         self.margin = float(margin)
         self.nu = float(nu)
         self.beta = float(beta)
         self.learn_beta = bool(learn_beta)
-        self.num_classes = None if num_classes is None else int(num_classes)
+        self.num_classes = (None if num_classes is None
+                            else validation.positive_int(num_classes, "num_classes"))
 
     @property
     def stateful(self):

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_mdr import validation
 from keras_mdr.losses import pair_terms
 from keras_mdr.losses.metric_loss import MetricLoss
 from keras_mdr.losses.loss_parameter import LossParameter
@@ -107,8 +108,8 @@ class ProxyAnchorLoss(MetricLoss):
                  proxy_initializer="he_normal", proxy_lr_multiplier=1.0, name="proxy_anchor_loss",
                  **kwargs):
         super().__init__(name=name, **kwargs)
-        self.num_classes = _positive_int("num_classes", num_classes)
-        self.embedding_size = _positive_int("embedding_size", embedding_size)
+        self.num_classes = validation.positive_int(num_classes, "num_classes")
+        self.embedding_size = validation.positive_int(embedding_size, "embedding_size")
         self.margin = float(margin)
         self.alpha = float(alpha)
         self.proxy_initializer = keras.initializers.get(proxy_initializer)
@@ -133,8 +134,3 @@ class ProxyAnchorLoss(MetricLoss):
         })
         return config
 
-
-def _positive_int(name, value):
-    if int(value) != value or int(value) < 1:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
-    return int(value)

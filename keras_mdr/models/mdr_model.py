@@ -160,7 +160,9 @@ class MDRModel(MDRTrainStepMixin, keras.Model):
 
     def build(self, input_shape):
         if not self.encoder.built:
-            self.encoder.build(input_shape)
+            # Calling on a symbolic input builds a subclassed encoder's
+            # sublayers; its default build() would only warn.
+            self.encoder(keras.KerasTensor(tuple(input_shape)))
         self.built = True
 
     def call(self, inputs, training=None):
