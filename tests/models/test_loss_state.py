@@ -185,3 +185,24 @@ def test_sample_and_class_weights_are_per_anchor_in_mdr_model():
             np.testing.assert_array_equal(a, b.numpy(), err_msg=str(kwargs))
     with pytest.raises(ValueError, match="one sample_weight per embedding"):
         model.compute_loss(x[:32], y[:32], model(x[:32]), sample_weight=np.ones(31, "float32"))
+
+
+def test_logs_show_the_batch_scale_and_jit_steps_match():
+    """`scale` in the logs is the batch's raw mean pairwise distance s (what
+    the progress bar shows instead of the constant mean of the normalised
+    distances); a stateful loss's step is the same under jit_compile."""
+    x, y = _data()
+    results = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(1)
+        encoder = keras.Sequential([keras.Input((12,)), keras.layers.Dense(DIM)])
+        model = keras_mdr.MDRModel(encoder)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=jit,
+                      loss=keras_mdr.MDRLoss(keras_mdr.ProxyAnchorLoss(CLASSES, DIM)))
+        e = model(x[:32]).numpy().astype(np.float64)
+        d = np.linalg.norm(e[:, None] - e[None], axis=-1)
+        logs = model.train_on_batch(x[:32], y[:32], return_dict=True)
+        assert logs["scale"] == pytest.approx(d.sum() / (32 * 31), rel=1e-5)
+        results.append([v.numpy() for v in model.trainable_variables])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
