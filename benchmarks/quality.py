@@ -45,6 +45,11 @@ Arms (all on the same encoder, batches, optimizer, schedule and seeds):
     triplet_mdr_release  `triplet_mdr` with the MDR authors' sampler.
     triplet_rerun        `triplet` again, measured with the release arms' code.
     triplet_mdr_rerun    `triplet_mdr` again, likewise.
+    <family>, <family>_mdr  `MDRLoss(<family's loss>, mdr_weight=0)` and with
+                    --mdr_weight, for contrastive, margin, multi_similarity,
+                    proxy_anchor, supcon, ntxent, arcface (default settings
+                    of each class; the inner-product ones on unit-normalised
+                    embeddings). Not in the default --arms.
 
 Protocol: the dataset's class-disjoint split (Fashion-MNIST and digits:
 classes 0-4 train, 5-9 test), of which --validation_classes training classes
@@ -108,7 +113,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "fashion_mnist", settings.DATASETS, "Dataset.")
 flags.DEFINE_string("data_dir", None, "Dataset folder (Cars-196, CUB-200-2011; optional for Fashion-MNIST).")
 flags.DEFINE_enum("mode", "compare", ("compare", "sweep"), "compare: the arms; sweep: Triplet + MDR over --lambdas.")
-flags.DEFINE_string("arms", ",".join(arms.ARMS), f"Comma-separated arms of compare mode, among {list(arms.ARMS)}.")
+flags.DEFINE_string("arms", ",".join(arms.DEFAULT_ARMS), f"Comma-separated arms of compare mode, among {list(arms.ARMS)}.")
 flags.DEFINE_string("lambdas", "0,0.05,0.1,0.2,0.4,0.8", "Sweep mode: the mdr_weight values.")
 flags.DEFINE_enum("sweep_base_loss", "distance_weighted", ("distance_weighted", "semihard"), "Sweep mode: the base loss.")
 flags.DEFINE_string("seeds", None, "A count n (seeds 0..n-1) or a comma list of seeds. Default: 5.")

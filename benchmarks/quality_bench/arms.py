@@ -18,6 +18,9 @@ class Arm:
     base_loss: str
     mdr: bool
     l2norm: bool = False
+    # A keras_mdr loss family trained through `keras_mdr.MDRLoss` (see
+    # FAMILIES); None for the triplet arms.
+    family: str = None
     # The negative sampler of base_loss="distance_weighted" (None otherwise).
     # The first arms were measured with "textbook" (Wu et al.), before the
     # losses' default became "release" (the MDR authors' rule): they name it,
@@ -44,6 +47,27 @@ ARMS = {
     "triplet_mdr_rerun": Arm("Triplet + MDR (textbook, rerun)", "distance_weighted", mdr=True,
                              sampling="textbook"),
 }
+# The other loss families, each with the classes' default settings, without
+# and with MDR: `MDRLoss(base, mdr_weight=0)` against
+# `MDRLoss(base, mdr_weight=--mdr_weight)`, so a pair differs only by MDR's
+# term (as `triplet` / `triplet_mdr`). Inner-product families get
+# unit-normalised embeddings (their cosine), trained and evaluated.
+# name: (label, builder(num_classes, embedding_dim), unit-normalised)
+FAMILIES = {
+    "contrastive": ("Contrastive", lambda n, d: keras_mdr.ContrastiveLoss(), False),
+    "margin": ("Margin", lambda n, d: keras_mdr.MarginLoss(), False),
+    "multi_similarity": ("Multi-similarity", lambda n, d: keras_mdr.MultiSimilarityLoss(), True),
+    "proxy_anchor": ("Proxy-anchor", lambda n, d: keras_mdr.ProxyAnchorLoss(n, d), True),
+    "supcon": ("SupCon", lambda n, d: keras_mdr.SupConLoss(), True),
+    "ntxent": ("NT-Xent", lambda n, d: keras_mdr.NTXentLoss(), True),
+    "arcface": ("ArcFace", lambda n, d: keras_mdr.ArcFaceLoss(n, d), True),
+}
+for _name, (_label, _, _unit) in FAMILIES.items():
+    ARMS[_name] = Arm(_label, _name, mdr=False, l2norm=_unit, family=_name)
+    ARMS[f"{_name}_mdr"] = Arm(f"{_label} + MDR", _name, mdr=True, l2norm=_unit, family=_name)
+# What `--arms` runs by default: the triplet comparison (the loss families
+# are named explicitly, 70 runs at 5 seeds).
+DEFAULT_ARMS = tuple(name for name, arm in ARMS.items() if not arm.family)
 BASE_LABELS = {"distance_weighted": "Triplet", "semihard": "Semi-hard"}
 # (arm, baseline) pairs of the paired-difference tables, in display order:
 # the MDR effect per sampler, the sampler's effect within one code version,
@@ -60,7 +84,7 @@ PAIRS = (
     ("triplet_mdr_release", "triplet_mdr"),
     ("triplet_rerun", "triplet"),
     ("triplet_mdr_rerun", "triplet_mdr"),
-)
+) + tuple((f"{name}_mdr", name) for name in FAMILIES)
 
 
 def arm_of(spec, config):
@@ -92,15 +116,33 @@ def stored_schedule(config):
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def build_model(config, arm, mdr_weight, seed):
-    """The compiled model of one arm: same encoder, optimizer and schedule for all."""
+def _family_model(config, arm, mdr_weight, encoder, num_classes):
+    _, builder, unit = FAMILIES[arm.family]
+    if unit:
+        # float32 whatever the policy, as the L2Norm arm.
+        encoder = keras.Sequential([encoder, keras.layers.UnitNormalization(dtype="float32")])
+    loss = keras_mdr.MDRLoss(
+        builder(num_classes, config["embedding_dim"]), mdr_weight=mdr_weight,
+        level_weight=config["level_weight"], levels=config["levels"],
+    )
+    return keras_mdr.MDRModel(encoder), loss
+
+
+def build_model(config, arm, mdr_weight, seed, num_classes=None):
+    """The compiled model of one arm: same encoder, optimizer and schedule for all.
+
+    `num_classes`: one more than the largest training label (the proxy and
+    ArcFace families hold a vector per class).
+    """
     encoder = encoders.build_encoder(
         config["backbone"], config["weights"], config["embedding_dim"], config["image_size"],
         channels=3, freeze_batchnorm=config["freeze_batchnorm"],
     )
     optimizer = keras.optimizers.Adam(stored_schedule(config), weight_decay=config["weight_decay"] or None)
     shape = (config["image_size"], config["image_size"], 3)
-    if arm.l2norm:
+    if arm.family:
+        model, loss = _family_model(config, arm, mdr_weight, encoder, num_classes)
+    elif arm.l2norm:
         inputs = keras.Input(shape)
         # float32 whatever the policy: the loss's distances are float32.
         outputs = keras.layers.UnitNormalization(dtype="float32")(encoder(inputs))

@@ -150,7 +150,8 @@ def run_one(config, data, key, group, seed, spec, out_dir, draw, verbose):
     keras.utils.set_random_seed(seed)
     arm, mdr_weight = arms_lib.arm_of(spec, config)
     start, cpu_start = time.time(), time.process_time()
-    model = arms_lib.build_model(config, arm, mdr_weight, seed)
+    num_classes = int(max(data.splits.train.classes)) + 1
+    model = arms_lib.build_model(config, arm, mdr_weight, seed, num_classes)
     embed_fn, selector = _train(config, data, key, model, seed, verbose)
     train_s = time.time() - start
     ks = config["recall_ks"]
@@ -169,7 +170,8 @@ def run_one(config, data, key, group, seed, spec, out_dir, draw, verbose):
         "key": key, "group": group, "seed": seed, "label": arm.label,
         "base_loss": arm.base_loss, "sampling": arm.sampling, "l2norm": arm.l2norm,
         "mdr_weight": mdr_weight,
-        "margin": config["l2_margin"] if arm.l2norm else config["margin"],
+        # The loss families keep their classes' own margins.
+        "margin": None if arm.family else (config["l2_margin"] if arm.l2norm else config["margin"]),
         "best_epoch": selector.best_epoch, "last_epoch": last_epoch,
         "val_best": selector.best_row,
         "test_best": test_best, "test_last": test_last,

@@ -38,3 +38,20 @@ def test_release_arms_are_paired_with_their_textbook_and_plain_counterparts():
     assert ("triplet_mdr_release", "triplet_release") in pairs
     assert ("triplet_release", "triplet") in pairs
     assert ("triplet_mdr_release", "triplet_mdr") in pairs
+
+
+def test_loss_family_arms_differ_only_by_mdr():
+    for name in quality.FAMILIES:
+        plain, with_mdr = quality.ARMS[name], quality.ARMS[f"{name}_mdr"]
+        assert (name + "_mdr", name) in set(quality.PAIRS)
+        config = dict(CONFIG, mdr_weight=0.2)
+        losses = []
+        for arm in (plain, with_mdr):
+            arm_, weight = quality.arm_of({"arm": f"{name}_mdr" if arm.mdr else name}, config)
+            model = quality.build_model(config, arm_, weight, seed=0, num_classes=3)
+            assert isinstance(model.loss, quality.keras_mdr.MDRLoss)
+            losses.append(model.loss)
+        assert [loss.mdr_weight for loss in losses] == [0.0, 0.2]
+        assert type(losses[0].base_loss) is type(losses[1].base_loss)
+        assert quality.FAMILIES[name][0] in plain.label
+    assert not set(quality.FAMILIES) & set(quality.DEFAULT_ARMS)
