@@ -1,6 +1,7 @@
 """Subprocess body of test_loss_distribution.py: every case of one strategy in one process.
 
     python loss_distribution_worker.py single|mirrored OUT.npz
+    TF_CONFIG=... python loss_distribution_worker.py multiworker OUT.npz
 """
 
 import os
@@ -21,11 +22,16 @@ def main():
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    elif mode == "multiworker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         strategy = tf.distribute.get_strategy()
     import keras
 
     import distributed_cases
+    import keras_mdr
+
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
     rng = np.random.default_rng(0)
     y = np.repeat(rng.permutation(16)[:8], 4).astype("int64")
@@ -36,9 +42,14 @@ def main():
             keras.utils.set_random_seed(1)
             with strategy.scope():
                 model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8)])
+                if multi_worker:
+                    # Keras 3.15 cannot fit a plain keras.Model under
+                    # MultiWorkerMirroredStrategy, whatever the loss (probes:
+                    # tests/test_keras_compat.py); MDRModel works around it.
+                    model = keras_mdr.MDRModel(model)
                 model.compile(optimizer=keras.optimizers.SGD(0.5), loss=make_loss(), jit_compile=jit)
             before = [w.numpy().copy() for w in model.trainable_weights]
-            ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+            ds = global_batches(x, y, strategy)
             history = model.fit(ds, epochs=1, verbose=0, shuffle=False)
             key = f"{name}_{'jit' if jit else 'nojit'}"
             result[f"{key}_loss"] = np.array(history.history["loss"][0])
@@ -48,6 +59,16 @@ def main():
             result[f"{key}_update"] = update
     result.update(owned(strategy, distributed_cases.owned_cases()))
     np.savez(out, **result)
+
+
+def global_batches(x, y, strategy):
+    """One global batch; under multi-worker, split by data (each worker its half)."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        ds = ds.with_options(options)
+    return ds
 
 
 def owned(strategy, cases):
@@ -61,7 +82,7 @@ def owned(strategy, cases):
     rng = np.random.default_rng(1)
     y = np.repeat(rng.permutation(CLASSES), GLOBAL_BATCH // CLASSES).astype("int64")
     x = (rng.normal(size=(GLOBAL_BATCH, 12)) + y[:, None] * 0.1).astype("float32")
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+    ds = global_batches(x, y, strategy)
     result = {}
     for name, make_loss in cases.items():
         keras.utils.set_random_seed(1)
@@ -75,10 +96,10 @@ def owned(strategy, cases):
         result[f"{name}_nojit_loss"] = np.array(history.history["loss"][0])
         result[f"{name}_nojit_update"] = np.concatenate(
             [(w.numpy() - b).ravel() for w, b in zip(model.trainable_variables, before)])
-        state = model.loss_state.layer.variables
-        result[f"{name}_replicas"] = np.stack([np.concatenate(
-            [np.ravel(strategy.experimental_local_results(v.value)[r]) for v in state])
-            for r in range(strategy.num_replicas_in_sync)])
+        # This process's replicas (all of them, or one per worker).
+        copies = [strategy.experimental_local_results(v.value) for v in model.loss_state.layer.variables]
+        result[f"{name}_replicas"] = np.stack([np.concatenate([np.ravel(c[r]) for c in copies])
+                                               for r in range(len(copies[0]))])
     return result
 
 

@@ -11,7 +11,9 @@ in TF 2.21 for any model, before the loss (XLA "Trying to access resource
 .../dense/kernel/replica_1 located in device CPU:1 from device CPU:0",
 tensorflow.org/xla/known_issues#tfvariable_on_a_different_device)."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -32,10 +34,50 @@ def _run(mode, out):
     return np.load(out)
 
 
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _run_workers(tmp):
+    """Both workers of a 2-process MultiWorkerMirroredStrategy; their outputs."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, WORKER, "multiworker", str(tmp / f"worker{index}.npz")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    return [np.load(tmp / f"worker{index}.npz") for index in range(2)]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loss_distribution")
     return _run("single", tmp / "single.npz"), _run("mirrored", tmp / "mirrored.npz")
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    return _run_workers(tmp_path_factory.mktemp("loss_distribution_workers"))
+
+
+def _assert_same_step(single, run, key, what):
+    want, got = single[f"{key}_update"], run[f"{key}_update"]
+    rel = np.linalg.norm(got - want) / np.linalg.norm(want)
+    print(f"{key} {what}: relative update difference {rel:.2e}")
+    assert np.linalg.norm(want) > 0, "the step did not train"
+    assert rel < 1e-5, f"{key} {what}: relative update difference {rel:.3g}"
+    np.testing.assert_allclose(run[f"{key}_loss"], single[f"{key}_loss"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("jit", ["nojit"])
@@ -44,13 +86,18 @@ def runs(tmp_path_factory):
 def test_two_replicas_equal_one_device(runs, name, jit):
     single, mirrored = runs
     assert int(mirrored["replicas"]) == 2
-    key = f"{name}_{jit}"
-    want, got = single[f"{key}_update"], mirrored[f"{key}_update"]
-    rel = np.linalg.norm(got - want) / np.linalg.norm(want)
-    print(f"{key}: relative update difference {rel:.2e}")
-    assert np.linalg.norm(want) > 0, "the step did not train"
-    assert rel < 1e-5, f"{key}: relative update difference {rel:.3g}"
-    np.testing.assert_allclose(mirrored[f"{key}_loss"], single[f"{key}_loss"], rtol=1e-5)
+    _assert_same_step(single, mirrored, f"{name}_{jit}", "mirrored")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(distributed_cases.cases())
+                         + sorted(distributed_cases.owned_cases()))
+def test_two_workers_equal_one_device(runs, workers, name):
+    """Each worker against the 1-device step (both could agree on a wrong one)."""
+    single = runs[0]
+    for index, run in enumerate(workers):
+        assert int(run["replicas"]) == 2
+        _assert_same_step(single, run, f"{name}_nojit", f"worker {index}")
 
 
 @pytest.mark.parametrize("name", sorted(distributed_cases.owned_cases()))
