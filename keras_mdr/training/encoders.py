@@ -82,9 +82,12 @@ def check_backbone(backbone, weights, image_size):
             f"Unknown backbone {backbone!r}: use one of {sorted(BACKBONES)}."
         )
     if weights not in ("imagenet", "none") and not os.path.exists(str(weights)):
+        kind = ("a PyTorch .pth state_dict (bn_inception-52deb4733.pth, or an authors' "
+                "checkpoint such as cars196.pth)" if backbone == "bn_inception"
+                else "a .weights.h5 / .keras file of the backbone")
         raise ConfigError(
             f"--weights={weights!r} is neither 'imagenet', 'none' nor an existing file: "
-            "pass a path to a .weights.h5 / .keras file of the backbone."
+            f"pass a path to {kind}."
         )
     if backbone == "small_cnn" and weights == "imagenet":
         raise ConfigError("--backbone=small_cnn has no ImageNet weights: use --weights=none.")
