@@ -91,6 +91,11 @@ class DistanceSummary(keras.callbacks.Callback):
 
     def __init__(self, images, log_dir, embed_fn, every_n_epochs=1, picture_dir=None):
         super().__init__()
+        if len(images) < 2:
+            raise ValueError(
+                "Expected at least 2 images for the distance histogram (it shows pairs). "
+                f"Received: {len(images)}"
+            )
         self.images = images
         self.embed_fn = embed_fn
         self.every_n_epochs = int(every_n_epochs)

@@ -50,6 +50,9 @@ def test_distance_summary_writes_the_histogram_and_levels(tmp_path):
     assert histogram[-1, 1] == pytest.approx(z.max(), rel=1e-4)
     levels = [float(events[f"mdr/level_{i}"][-1][1]) for i in range(3)]
     np.testing.assert_allclose(levels, regulariser.levels.numpy(), rtol=1e-6)
+    # Refused when made, not at the end of the first epoch.
+    with pytest.raises(ValueError, match="at least 2 images"):
+        logs_lib.DistanceSummary(images[:1], str(tmp_path), embed)
 
 
 def test_a_run_gives_tensorboard_metrics_histogram_and_projector(tmp_path):
