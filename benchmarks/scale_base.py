@@ -7,13 +7,20 @@ on digits classes 0-4 with the loss alone, with `MDRLoss(scale_base=False)`
 (the default for these losses: the base loss sees the unit embeddings) and
 with `MDRLoss(scale_base=True)` (it sees `E / s`), and prints Recall@1 on
 the unseen classes 5-9 per seed, with the paired difference
-`scale_base=False - True`.
+`scale_base=False - True`. Writes benchmarks/results/scale_base.json; the
+BUILD_NOTES section is rendered from it (benchmarks/render.py).
 """
 
 import argparse
-import json
+import os
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import provenance  # noqa: E402
 
 
 def run(loss_name, variant, seed, epochs):
@@ -48,6 +55,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
+    recorder = provenance.Recorder()
     results = {}
     for loss_name in ("supcon", "multi_similarity"):
         for variant in ("bare", "mdr_unscaled", "mdr_scaled"):
@@ -57,7 +65,8 @@ def main():
         diff = np.subtract(results[f"{loss_name}/mdr_unscaled"], results[f"{loss_name}/mdr_scaled"])
         print(f"{loss_name}: scale_base False - True, Recall@1 per seed {np.round(diff, 4)}, "
               f"mean {diff.mean():+.4f}", flush=True)
-    print(json.dumps(results))
+    payload = {"seeds": args.seeds, "epochs": args.epochs, "recall_at_1": results}
+    print("wrote", recorder.write("scale_base", payload, versions=provenance.tf_versions()))
 
 
 if __name__ == "__main__":
