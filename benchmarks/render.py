@@ -275,12 +275,38 @@ def index_recall(payload):
     return "\n".join(lines)
 
 
+SCALE_VARIANTS = (("bare", "loss alone"), ("mdr_unscaled", "MDR, `scale_base=False` (default)"),
+                  ("mdr_scaled", "MDR, `scale_base=True`"))
+
+
+def scale_base(payload):
+    """Inner-product losses inside MDR, with and without dividing their input by s."""
+    res = payload["results"]
+    recall = res["recall_at_1"]
+    lines = [
+        f"Recall@1 on digits' unseen classes 5-9, MLP with 32-d unit embeddings, "
+        f"{res['epochs']} epochs, seeds 0-{res['seeds'] - 1}; per seed, then the paired "
+        "difference `scale_base=False - True` (too few seeds for an interval).",
+        "",
+        "| loss | " + " | ".join(label for _, label in SCALE_VARIANTS) + " | False - True (mean) |",
+        "|---|---|---|---|---|",
+    ]
+    for loss in ("supcon", "multi_similarity"):
+        cells = [" / ".join(f"{v:.3f}" for v in recall[f"{loss}/{key}"]) for key, _ in SCALE_VARIANTS]
+        diff = [a - b for a, b in zip(recall[f"{loss}/mdr_unscaled"], recall[f"{loss}/mdr_scaled"])]
+        cells.append(" / ".join(f"{d:+.3f}" for d in diff) + f" ({sum(diff) / len(diff):+.3f})")
+        lines.append(f"| {FAMILY_LABELS[loss]} | " + " | ".join(cells) + " |")
+    lines += ["", _source(payload, "scale_base")]
+    return "\n".join(lines)
+
+
 SECTIONS = {
     "loss_speed:tfa": ("loss_speed", loss_speed_tfa),
     "loss_speed:pml": ("loss_speed", loss_speed_pml),
     "eval_speed": ("eval_speed", eval_speed),
     "pipeline_speed": ("pipeline_speed", pipeline_speed),
     "index_recall": ("index_recall", index_recall),
+    "scale_base": ("scale_base", scale_base),
 }
 
 
