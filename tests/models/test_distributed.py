@@ -7,14 +7,15 @@ Each configuration runs in its own process (logical devices and TF_CONFIG must
 be set before TensorFlow starts).
 """
 
-import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import local_cluster  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
 
@@ -70,24 +71,10 @@ def test_two_replicas_equal_one_device_on_the_global_batch(tmp_path, base_loss):
     _assert_mdr_moved_levels(mirrored)
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_multi_worker_mirrored_two_processes(tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
-    for index in range(2):
-        env = dict(os.environ)
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    for index, env in enumerate(local_cluster.worker_environments(2)):
         procs.append(subprocess.Popen(
             [sys.executable, WORKER, "multiworker", str(tmp_path / f"w{index}.npz"), "semihard"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -11,9 +11,7 @@ in TF 2.21 for any model, before the loss (XLA "Trying to access resource
 .../dense/kernel/replica_1 located in device CPU:1 from device CPU:0",
 tensorflow.org/xla/known_issues#tfvariable_on_a_different_device)."""
 
-import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -22,6 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import distributed_cases  # noqa: E402
+import local_cluster  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(__file__), "loss_distribution_worker.py")
 
@@ -34,23 +33,10 @@ def _run(mode, out):
     return np.load(out)
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _run_workers(tmp):
     """Both workers of a 2-process MultiWorkerMirroredStrategy; their outputs."""
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    for index, env in enumerate(local_cluster.worker_environments(2)):
         procs.append(subprocess.Popen(
             [sys.executable, WORKER, "multiworker", str(tmp / f"worker{index}.npz")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
