@@ -9,7 +9,6 @@ fails). The guard test fails on any Keras outside the verified range.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -21,6 +20,9 @@ import tensorflow as tf
 
 import keras_mdr
 from keras_mdr import _keras_compat
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "models"))
+import local_cluster  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(__file__), "keras_compat_worker.py")
 X = np.ones((4, 3), "float32")
@@ -179,27 +181,12 @@ def test_marking_the_compiled_loss_built_leaves_one_symbolic_build():
 # --- MultiWorkerMirroredStrategy: symbolic build and logs ----------------------
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    try:
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @pytest.fixture(scope="module")
 def multi_worker(tmp_path_factory):
     """The worker's probe results from both workers of a two-process cluster."""
     out = tmp_path_factory.mktemp("keras_compat")
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        ))
+    for index, env in enumerate(local_cluster.worker_environments(2)):
         procs.append(subprocess.Popen(
             [sys.executable, WORKER, str(out / f"w{index}.json")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
