@@ -369,9 +369,9 @@ def summarise(samples, keys):
 
 def _child_peak(key, batch_size, dim):
     """Runs in a fresh process of this environment: prints base and peak MiB."""
-    base = loss_speed_worker._vm_hwm_mib()
+    base = loss_speed_worker.vm_hwm_mib()
     LocalVariant(key, batch_size, dim)
-    print(json.dumps({"base_mib": base, "peak_mib": loss_speed_worker._vm_hwm_mib()}))
+    print(json.dumps({"base_mib": base, "peak_mib": loss_speed_worker.vm_hwm_mib()}))
 
 
 def peak_memory(key, batch_size, dim):

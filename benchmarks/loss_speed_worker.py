@@ -39,7 +39,7 @@ def batch_arrays(batch_size, dim, seed=0):
     return labels, embeddings
 
 
-def _vm_hwm_mib():
+def vm_hwm_mib():
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmHWM"):
@@ -173,9 +173,9 @@ def serve(lane):
                 reply = {"ms": 1e3 * (time.perf_counter() - start) / reps,
                          "cpu_ms": 1e3 * (time.process_time() - cpu) / reps}
             elif op == "peak_rss":
-                base = _vm_hwm_mib()
+                base = vm_hwm_mib()
                 make_step(request["variant"], request["batch"], request["dim"], request["margin"])()
-                reply = {"base_mib": base, "peak_mib": _vm_hwm_mib()}
+                reply = {"base_mib": base, "peak_mib": vm_hwm_mib()}
             else:
                 reply = {"error": f"unknown op {op!r}"}
         except Exception as error:  # reported to the parent, which records it
