@@ -67,9 +67,11 @@ def load_average():
 def git_state(repo=REPO):
     """{"commit": short hash, "dirty": bool} of the working tree at `repo`."""
     def git(*args):
+        # Not .strip(): the first porcelain line starts with a status column
+        # that may be a space (" M path").
         return subprocess.run(
             ["git", "-C", repo, *args], capture_output=True, text=True, timeout=30
-        ).stdout.strip()
+        ).stdout.rstrip("\n")
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
