@@ -148,10 +148,6 @@ class MDRLoss(MetricLoss):
     def _checked_base(self, base_loss):
         return _check_base_loss(base_loss)
 
-    @property
-    def stateful(self):
-        return True
-
     def build_state(self):
         base = self.base_loss
         base_state = base.build_state() if isinstance(base, MetricLoss) else None
