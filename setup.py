@@ -33,6 +33,6 @@ setup(
         "pillow>=10",
         "threadpoolctl>=3",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5,<4"]},
     license="Apache-2.0",
 )
