@@ -50,7 +50,7 @@ def mean_std(values):
     return float(values.mean()), std
 
 
-def _fmt(mean, std, scale=100.0):
+def fmt(mean, std, scale=100.0):
     if np.isnan(mean):
         return "-"
     if np.isnan(std):
@@ -97,7 +97,7 @@ def summary_table(payload, mode, which, ks):
     for group in ordered_groups(payload, mode):
         cells = []
         for name in names:
-            cells.append(_fmt(*mean_std(group_values(payload, group, which, name).values())))
+            cells.append(fmt(*mean_std(group_values(payload, group, which, name).values())))
         runs = [r for r in payload["runs"].values() if r["group"] == group]
         epochs = [r["best_epoch" if which == "test_best" else "last_epoch"]
                   for r in runs if r[which] is not None]
