@@ -90,6 +90,9 @@ class ArcFaceLoss(MetricLoss):
         scale: float, the logit scale s. Default 64.
         centre_initializer: Keras initializer of the centres. Default
             "random_normal".
+        centre_lr_multiplier: float, the centres' learning-rate multiplier
+            (`keras_mdr.losses.LossParameter`: exact for Adam-family
+            optimizers). Default 1.
         name: name of the loss.
         **kwargs: `keras_mdr.losses.MetricLoss` arguments.
 
@@ -113,7 +116,8 @@ class ArcFaceLoss(MetricLoss):
     compares_inner_products = True
 
     def __init__(self, num_classes, embedding_size, margin=0.5, scale=64.0,
-                 centre_initializer="random_normal", name="arcface_loss", **kwargs):
+                 centre_initializer="random_normal", centre_lr_multiplier=1.0,
+                 name="arcface_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         if not 0.0 <= float(margin) < math.pi:
             raise ValueError(f"Expected margin in radians, in [0, pi). Received: margin={margin}")
@@ -122,10 +126,12 @@ class ArcFaceLoss(MetricLoss):
         self.margin = float(margin)
         self.scale = float(scale)
         self.centre_initializer = keras.initializers.get(centre_initializer)
+        self.centre_lr_multiplier = float(centre_lr_multiplier)
 
     def build_state(self):
         return LossParameter((self.num_classes, self.embedding_size), self.centre_initializer,
-                             "centres", name=f"{self.name}_centres")
+                             "centres", learning_rate_multiplier=self.centre_lr_multiplier,
+                             name=f"{self.name}_centres")
 
     def compute(self, labels, embeddings, sample_weight=None, state=None):
         return arcface_loss(labels, embeddings, state.parameter, self.margin, self.scale,
@@ -137,5 +143,6 @@ class ArcFaceLoss(MetricLoss):
             "num_classes": self.num_classes, "embedding_size": self.embedding_size,
             "margin": self.margin, "scale": self.scale,
             "centre_initializer": keras.initializers.serialize(self.centre_initializer),
+            "centre_lr_multiplier": self.centre_lr_multiplier,
         })
         return config

@@ -100,6 +100,10 @@ class MarginLoss(MetricLoss):
         learn_beta: bool, make beta a trained variable. Default True.
         num_classes: optional int, one beta per class (labels must then be
             class indices in `[0, num_classes)`).
+        beta_lr_multiplier: float, a learnt beta's learning-rate multiplier
+            (`keras_mdr.losses.LossParameter`: exact for Adam-family
+            optimizers; Wu et al. train beta with its own learning rate).
+            Default 1.
         name: name of the loss.
         **kwargs: `keras_mdr.losses.MetricLoss` arguments.
 
@@ -124,7 +128,7 @@ class MarginLoss(MetricLoss):
     """
 
     def __init__(self, margin=0.2, nu=0.0, beta=1.2, learn_beta=True, num_classes=None,
-                 name="margin_loss", **kwargs):
+                 beta_lr_multiplier=1.0, name="margin_loss", **kwargs):
         super().__init__(name=name, **kwargs)
 
         self.margin = float(margin)
@@ -133,6 +137,7 @@ class MarginLoss(MetricLoss):
         self.learn_beta = bool(learn_beta)
         self.num_classes = (None if num_classes is None
                             else validation.positive_int(num_classes, "num_classes"))
+        self.beta_lr_multiplier = float(beta_lr_multiplier)
 
     @property
     def stateful(self):
@@ -142,7 +147,8 @@ class MarginLoss(MetricLoss):
         if not self.learn_beta:
             return None
         return LossParameter((self.num_classes or 1,), keras.initializers.Constant(self.beta),
-                             "beta", name=f"{self.name}_beta")
+                             "beta", learning_rate_multiplier=self.beta_lr_multiplier,
+                             name=f"{self.name}_beta")
 
     def compute(self, labels, embeddings, sample_weight=None, state=None):
         if self.learn_beta:
@@ -155,5 +161,6 @@ class MarginLoss(MetricLoss):
     def get_config(self):
         config = super().get_config()
         config.update({"margin": self.margin, "nu": self.nu, "beta": self.beta,
-                       "learn_beta": self.learn_beta, "num_classes": self.num_classes})
+                       "learn_beta": self.learn_beta, "num_classes": self.num_classes,
+                       "beta_lr_multiplier": self.beta_lr_multiplier})
         return config

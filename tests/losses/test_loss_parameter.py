@@ -95,6 +95,15 @@ def test_learning_rate_multiplier_scales_the_adam_step_and_starts_at_the_initial
     assert LossParameter.from_config(config).learning_rate_multiplier == 7.0
     with pytest.raises(ValueError, match="positive learning_rate_multiplier"):
         LossParameter((2,), learning_rate_multiplier=0.0)
-    loss = keras_mdr.ProxyAnchorLoss(3, 2, proxy_lr_multiplier=100.0)
+
+
+@pytest.mark.parametrize("loss, attribute", [
+    (keras_mdr.ProxyAnchorLoss(3, 2, proxy_lr_multiplier=100.0), "proxy_lr_multiplier"),
+    (keras_mdr.ArcFaceLoss(3, 2, centre_lr_multiplier=100.0), "centre_lr_multiplier"),
+    (keras_mdr.MarginLoss(beta_lr_multiplier=100.0), "beta_lr_multiplier"),
+], ids=lambda x: type(x).__name__ if not isinstance(x, str) else "")
+def test_each_stateful_loss_passes_its_learning_rate_multiplier(loss, attribute):
     assert loss.build_state().learning_rate_multiplier == 100.0
-    assert keras_mdr.ProxyAnchorLoss.from_config(loss.get_config()).proxy_lr_multiplier == 100.0
+    again = type(loss).from_config(loss.get_config())
+    assert getattr(again, attribute) == 100.0
+    assert again.build_state().learning_rate_multiplier == 100.0
