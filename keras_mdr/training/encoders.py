@@ -146,46 +146,59 @@ def build_encoder(
     """
     check_backbone(backbone, weights, image_size)
     mode = batchnorm_lib.batchnorm_mode(batchnorm, freeze_batchnorm)
-    freeze_batchnorm = mode == "frozen"
     head_initializers(head_init, 1)  # refuses a bad head_init before the backbone is built
-    constructor, preprocessing = BACKBONES[backbone]
     input_shape = (image_size, image_size, channels)
-    if backbone == "small_cnn":
-        features = _small_cnn(input_shape)
-    else:
-        if channels != 3:
-            raise ValueError(f"--backbone={backbone} needs 3 channels. Received: channels={channels}.")
-        try:
-            features = constructor()(
-                include_top=False,
-                weights="imagenet" if weights == "imagenet" else None,
-                input_shape=input_shape,
-                pooling="avg",
-            )
-        except Exception as error:  # the download is the only network access
-            if weights == "imagenet":
-                raise RuntimeError(
-                    f"Could not fetch ImageNet weights for {backbone} ({error}). Without a "
-                    "network, use --weights=none or --weights=PATH to a local file."
-                ) from error
-            raise
+    features = _backbone_features(backbone, weights, input_shape)
     torch_weights = str(weights).endswith((".pth", ".pt"))
     if weights not in ("imagenet", "none") and not torch_weights:
         features.load_weights(weights)
-    if freeze_batchnorm:
-        for layer in _all_layers(features):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
-    if mode == "release":
-        features = batchnorm_lib.use_inference_batchnorm(features)
-    kernel_init, bias_init = head_initializers(head_init, features.output_shape[-1])
+    features = _set_batchnorm(features, mode)
     inputs = keras.Input(input_shape, name="images")
-    x = Preprocess(preprocessing, name="preprocess")(inputs)
-    x = features(x)
-    embeddings = keras.layers.Dense(embedding_dim, dtype="float32", name="embedding",
-                                    kernel_initializer=kernel_init, bias_initializer=bias_init)(x)
+    x = features(Preprocess(BACKBONES[backbone][1], name="preprocess")(inputs))
+    embeddings = _embedding_head(features, embedding_dim, head_init)(x)
     encoder = keras.Model(inputs, embeddings, name="encoder")
     if torch_weights:
         # A PyTorch state_dict: the backbone, and an authors' checkpoint's head.
         backbones.load_bn_inception_weights(encoder, weights)
     return encoder
+
+
+def _backbone_features(backbone, weights, input_shape):
+    """The backbone without its top, globally average-pooled (ImageNet weights if asked)."""
+    if backbone == "small_cnn":
+        return _small_cnn(input_shape)
+    if input_shape[-1] != 3:
+        raise ValueError(f"--backbone={backbone} needs 3 channels. Received: channels={input_shape[-1]}.")
+    constructor = BACKBONES[backbone][0]
+    try:
+        return constructor()(
+            include_top=False,
+            weights="imagenet" if weights == "imagenet" else None,
+            input_shape=input_shape,
+            pooling="avg",
+        )
+    except Exception as error:  # the download is the only network access
+        if weights == "imagenet":
+            raise RuntimeError(
+                f"Could not fetch ImageNet weights for {backbone} ({error}). Without a "
+                "network, use --weights=none or --weights=PATH to a local file."
+            ) from error
+        raise
+
+
+def _embedding_head(features, embedding_dim, head_init):
+    """The linear head on `features`' pooled output, float32 under any dtype policy."""
+    kernel_init, bias_init = head_initializers(head_init, features.output_shape[-1])
+    return keras.layers.Dense(embedding_dim, dtype="float32", name="embedding",
+                              kernel_initializer=kernel_init, bias_initializer=bias_init)
+
+
+def _set_batchnorm(features, mode):
+    """`features` with its BatchNormalization layers in `mode` ("frozen", "release", "train")."""
+    if mode == "frozen":
+        for layer in _all_layers(features):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    if mode == "release":
+        features = batchnorm_lib.use_inference_batchnorm(features)
+    return features
