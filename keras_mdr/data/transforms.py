@@ -88,16 +88,9 @@ class CropTransform:
         return self.finish(crop_to_window(image, window), seed)
 
 
-def train_transform(
-    image_size=224,
-    resize_size=256,
-    crop_area=(0.16, 1.0),
-    aspect_ratio=(0.75, 1.33),
-    flip=True,
-    preprocess=None,
-    implementation="tf",
-    seed=None,
-):
+def train_transform(image_size=224, resize_size=256, crop_area=(0.16, 1.0),
+                    aspect_ratio=(0.75, 1.33), flip=True, preprocess=None,
+                    implementation="tf", seed=None):
     """The paper's training augmentation for photos.
 
     Resize to `resize_size`, random resized crop to `image_size` with relative
@@ -139,8 +132,8 @@ def train_transform(
     """
     image_size = validation.size_pair(image_size, "image_size")
     resize_size = validation.size_pair(resize_size, "resize_size")
-    area_low, area_high = validation.range_pair(crop_area, "crop_area", 0.0, 1.0)
-    ratio_low, ratio_high = validation.range_pair(aspect_ratio, "aspect_ratio", 0.0, float("inf"))
+    area = validation.range_pair(crop_area, "crop_area", 0.0, 1.0)
+    ratio = validation.range_pair(aspect_ratio, "aspect_ratio", 0.0, float("inf"))
     finish_preprocess = preprocessor(preprocess)
     if implementation == "keras_cv":
         return _keras_cv_train_transform(
@@ -151,6 +144,13 @@ def train_transform(
             'Expected `implementation` to be "tf" or "keras_cv". '
             f"Received: implementation={implementation!r}"
         )
+    return CropTransform(_uniform_window(area, ratio),
+                         _flip_and_resize(flip, image_size, finish_preprocess), decode_window=True)
+
+
+def _uniform_window(area, ratio):
+    """keras-cv's crop window: area and ratio uniform in their ranges, clipped to the image."""
+    (area_low, area_high), (ratio_low, ratio_high) = area, ratio
 
     def window(shape, seed):
         draws = tf.random.stateless_uniform([5], seed)
@@ -160,10 +160,16 @@ def train_transform(
         size = tf.clip_by_value(tf.sqrt(area * tf.stack([1.0 / ratio, ratio])), 0.0, 1.0)
         return _pixel_window(shape, draws[2:4] * (1.0 - size), size)
 
+    return window
+
+
+def _flip_and_resize(flip, image_size, finish_preprocess):
+    """The crop's finish: flip half of the crops, resize to `image_size`, preprocess."""
+
     def finish(image, seed):
         if flip:
-            # The same draws as `window`; the fifth decides the flip. Flipping
-            # before resizing gives the same image and copies fewer bytes.
+            # The same draws as `_uniform_window`; the fifth decides the flip.
+            # Flipping before resizing gives the same image and copies fewer bytes.
             flip_draw = tf.random.stateless_uniform([5], seed)[4]
             image = tf.cond(
                 flip_draw < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image
@@ -171,7 +177,7 @@ def train_transform(
         image = tf.image.resize(image, image_size)
         return finish_preprocess(tf.cast(image, tf.float32))
 
-    return CropTransform(window, finish, decode_window=True)
+    return finish
 
 
 def _keras_cv_train_transform(
