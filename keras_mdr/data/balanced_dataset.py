@@ -74,18 +74,9 @@ def _sample_batch(
     return indices, tf.gather(class_labels, chosen)
 
 
-def balanced_dataset(
-    split,
-    classes_per_batch,
-    images_per_class,
-    transform=None,
-    seed=0,
-    num_replicas=1,
-    small_classes="repeat",
-    strict=False,
-    num_parallel_calls=tf.data.AUTOTUNE,
-    start_batch=0,
-):
+def balanced_dataset(split, classes_per_batch, images_per_class, transform=None, seed=0,
+                     num_replicas=1, small_classes="repeat", strict=False,
+                     num_parallel_calls=tf.data.AUTOTUNE, start_batch=0):
     """An endless `tf.data.Dataset` of class-balanced training batches.
 
     Args:
@@ -132,21 +123,25 @@ def balanced_dataset(
         transform = transforms.default_transform(split, training=True)
     load = image_reader_lib.transformed_reader(split, transform, strict=strict)
     sample = _batch_sampler(table, classes_per_batch, images_per_class, seed)
+    groups = image_reader_lib.decoded_stream(
+        sample, _group_loader(load, images_per_class), start_batch, classes_per_batch, strict,
+        what="class groups holding an image that failed to decode",
+        num_parallel_calls=num_parallel_calls,
+    )
+    groups = groups.batch(classes_per_batch, drop_remainder=True)
+    # The stream is already endless; `repeat` only makes its cardinality say
+    # so (infinite instead of unknown), which `fit` checks.
+    return groups.map(_flatten_groups).prefetch(tf.data.AUTOTUNE).repeat()
+
+
+def _group_loader(load, images_per_class):
+    """Decodes one class's group of K images, each with its own seed."""
 
     def load_group(indices, label, image_seeds, position):
         images = tf.stack([load(indices[k], image_seeds[k]) for k in range(images_per_class)])
         return images, tf.fill([images_per_class], label), position
 
-    dataset = image_reader_lib.decoded_stream(
-        sample, load_group, start_batch, classes_per_batch, strict,
-        what="class groups holding an image that failed to decode",
-        num_parallel_calls=num_parallel_calls,
-    )
-    dataset = dataset.batch(classes_per_batch, drop_remainder=True)
-    dataset = dataset.map(_flatten_groups).prefetch(tf.data.AUTOTUNE)
-    # The stream is already endless; `repeat` only makes its cardinality say
-    # so (infinite instead of unknown), which `fit` checks.
-    return dataset.repeat()
+    return load_group
 
 
 def _check_arguments(classes_per_batch, images_per_class, seed, num_replicas, small_classes,

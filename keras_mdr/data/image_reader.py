@@ -245,15 +245,7 @@ def image_reader(split, strict=False):
         only inside it.
     """
     if split.source == "images":
-        table = tf.constant(split.images)
-
-        def read_array(index, window=None):
-            image = tf.gather(table, index)
-            if window is not None:
-                image = transforms.crop_to_window(image, window(tf.shape(image)[:2]))
-            return image
-
-        return read_array
+        return _array_reader(tf.constant(split.images))
     # Captured once; TensorFlow captures eager tensors by reference, so even
     # gigabytes of encoded bytes are not copied into the graph.
     table = tf.constant(getattr(split, split.source))
@@ -279,19 +271,36 @@ def image_reader(split, strict=False):
                 data = tf.identity(data)
         if window is None:
             return image_format.decode(data)
-
-        def decode_jpeg_window():
-            shape = tf.io.extract_jpeg_shape(data)[:2]
-            return image_format.decode_jpeg_window(data, window(shape))
-
-        def decode_other_window():
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            return transforms.crop_to_window(image, window(tf.shape(image)[:2]))
-
-        is_jpeg = image_format.has_signature(data, "jpeg")
-        return tf.cond(is_jpeg, decode_jpeg_window, decode_other_window)
+        return _decode_window(data, window)
 
     return read
+
+
+def _array_reader(table):
+    """`read(index, window=None)` of in-memory images (a window crops them)."""
+
+    def read_array(index, window=None):
+        image = tf.gather(table, index)
+        if window is not None:
+            image = transforms.crop_to_window(image, window(tf.shape(image)[:2]))
+        return image
+
+    return read_array
+
+
+def _decode_window(data, window):
+    """The pixel window of encoded `data`; a JPEG is decoded only inside it."""
+
+    def decode_jpeg_window():
+        shape = tf.io.extract_jpeg_shape(data)[:2]
+        return image_format.decode_jpeg_window(data, window(shape))
+
+    def decode_other_window():
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        return transforms.crop_to_window(image, window(tf.shape(image)[:2]))
+
+    is_jpeg = image_format.has_signature(data, "jpeg")
+    return tf.cond(is_jpeg, decode_jpeg_window, decode_other_window)
 
 
 def transformed_reader(split, transform, strict=False):

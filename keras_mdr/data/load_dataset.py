@@ -32,15 +32,8 @@ def _loader(name):
     return loaders[name]
 
 
-def load_dataset(
-    name,
-    data_dir=None,
-    validation_classes=0,
-    seed=0,
-    check_images="header",
-    strict=False,
-    **options,
-):
+def load_dataset(name, data_dir=None, validation_classes=0, seed=0, check_images="header",
+                 strict=False, **options):
     """The class-disjoint splits of a deep-metric-learning benchmark.
 
     | name | source | train / test |
@@ -92,15 +85,20 @@ def load_dataset(
         )
     splits = loader(data_dir, **options)
     if check_images is not None:
-        checked = {
-            key: image_reader.drop_bad_images(value, strict=strict, check=check_images)
-            for key, value in splits.splits().items()
-            if key != "test" or splits.query is None
-        }
-        if splits.query is not None:
-            checked["test"] = split_lib.concatenate_splits(
-                [checked["query"], checked["gallery"]], name="test"
-            )
-        splits = dataclasses.replace(splits, **checked)
+        splits = _checked(splits, check_images, strict)
     train, validation = split_lib.split_validation(splits.train, validation_classes, seed)
     return dataclasses.replace(splits, train=train, validation=validation)
+
+
+def _checked(splits, check, strict):
+    """`splits` without their unreadable images; a query / gallery test is their union again."""
+    checked = {
+        key: image_reader.drop_bad_images(value, strict=strict, check=check)
+        for key, value in splits.splits().items()
+        if key != "test" or splits.query is None
+    }
+    if splits.query is not None:
+        checked["test"] = split_lib.concatenate_splits(
+            [checked["query"], checked["gallery"]], name="test"
+        )
+    return dataclasses.replace(splits, **checked)

@@ -76,16 +76,8 @@ def sample_release_batch(seed, table, batch_size, images_per_class):
     return indices, tf.gather(table["labels"], classes)
 
 
-def release_batches(
-    split,
-    batch_size,
-    images_per_class,
-    transform=None,
-    seed=0,
-    strict=False,
-    num_parallel_calls=tf.data.AUTOTUNE,
-    start_batch=0,
-):
+def release_batches(split, batch_size, images_per_class, transform=None, seed=0, strict=False,
+                    num_parallel_calls=tf.data.AUTOTUNE, start_batch=0):
     """An endless `tf.data.Dataset` of the release's training batches.
 
     Args:

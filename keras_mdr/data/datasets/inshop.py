@@ -42,26 +42,7 @@ def load_inshop(data_dir=None):
     >>> len(splits.query), len(splits.gallery)  # doctest: +SKIP
     (14218, 12612)
     """
-    partition = None
-    if data_dir is not None:
-        partition = missing_data.first_existing(
-            os.path.join(data_dir, "list_eval_partition.txt"),
-            os.path.join(data_dir, "Eval", "list_eval_partition.txt"),
-        )
-    image_root = None
-    if partition is not None:
-        image_root = next(
-            (
-                root
-                for root in (data_dir, os.path.join(data_dir, "Img"))
-                if os.path.isdir(os.path.join(root, "img"))
-            ),
-            None,
-        )
-    if image_root is None:
-        raise missing_data.missing_dataset_error(
-            "In-Shop Clothes Retrieval", data_dir, _LAYOUTS, _HOW_TO_GET
-        )
+    partition, image_root = _find_layout(data_dir)
     columns = {"train": ([], []), "query": ([], []), "gallery": ([], [])}
     with open(partition) as f:
         lines = [line.split() for line in f if line.strip()]
@@ -82,3 +63,24 @@ def load_inshop(data_dir=None):
         query=splits["query"],
         gallery=splits["gallery"],
     )
+
+
+def _find_layout(data_dir):
+    """(the partition list, the folder holding `img/`); raises when either is missing."""
+    partition = image_root = None
+    if data_dir is not None:
+        partition = missing_data.first_existing(
+            os.path.join(data_dir, "list_eval_partition.txt"),
+            os.path.join(data_dir, "Eval", "list_eval_partition.txt"),
+        )
+    if partition is not None:
+        image_root = next(
+            (root for root in (data_dir, os.path.join(data_dir, "Img"))
+             if os.path.isdir(os.path.join(root, "img"))),
+            None,
+        )
+    if image_root is None:
+        raise missing_data.missing_dataset_error(
+            "In-Shop Clothes Retrieval", data_dir, _LAYOUTS, _HOW_TO_GET
+        )
+    return partition, image_root
