@@ -42,6 +42,7 @@ import numpy as np
 import threadpoolctl
 
 from keras_mdr import distances as distances_lib
+from keras_mdr import validation
 from keras_mdr.evaluation import inputs, ranking
 
 # Byte lanes of a uint64 row sum must not overflow: at most 255 words a row.
@@ -442,8 +443,8 @@ def blocked_rank_summary(
             f"Expected 8 <= block_cols <= {_MAX_BLOCK_COLS}. "
             f"Received: block_cols={block_cols}"
         )
-    if block_rows is not None and int(block_rows) < 1:
-        raise ValueError(f"Expected block_rows >= 1. Received: block_rows={block_rows}")
+    if block_rows is not None:
+        block_rows = validation.positive_int(block_rows, "block_rows")
     queries, q_labels, gallery, g_labels, self_mode = inputs.retrieval_inputs(
         embeddings, labels, gallery_embeddings, gallery_labels
     )

@@ -32,6 +32,8 @@ import warnings
 
 import numpy as np
 
+from keras_mdr import validation
+
 
 @dataclasses.dataclass(frozen=True)
 class RankSummary:
@@ -261,13 +263,10 @@ def summary_from_relevance(relevance, num_relevant, max_rank=None):
 
 
 def check_ks(ks):
+    """The cut-offs `ks` (an int or a list of ints >= 1, at least one) as a list of ints."""
     if np.isscalar(ks):
         ks = [ks]
-    out = []
-    for k in ks:
-        if isinstance(k, bool) or int(k) != k or int(k) < 1:
-            raise ValueError(f"Expected positive integer ks. Received: ks={ks!r}")
-        out.append(int(k))
+    out = list(validation.int_list(ks, "ks"))
     if not out:
         raise ValueError(f"Expected at least one k. Received: ks={ks!r}")
     return out

@@ -231,6 +231,11 @@ def test_engine_ranks_are_exact_beyond_max_rank():
     "kwargs, match",
     [
         (dict(ks=(0,)), "ks"),
+        (dict(ks=(1, 2.5)), "ks"),
+        (dict(ks=(True,)), "ks"),
+        (dict(ks=()), "at least one k"),
+        (dict(block_rows=0), "block_rows"),
+        (dict(block_rows=2.5), "block_rows"),
         (dict(ks=(150,)), "k <= 149"),
         (dict(distance="manhattan"), "distance"),
         (dict(method="annoy"), "method"),
