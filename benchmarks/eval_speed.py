@@ -115,7 +115,7 @@ def tensorflow_peak(n=4096, repeats=4):
     return _best(lambda: matmul(a, b).numpy(), 2.0 * n**3, repeats)
 
 
-def main():
+def _parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--num-items", type=int, default=SOP_TEST_ITEMS)
     parser.add_argument("--num-classes", type=int, default=None)
@@ -134,22 +134,21 @@ def main():
                         help="evaluations, each between two peak measurements")
     parser.add_argument("--output", default=None,
                         help="JSON path (default benchmarks/results/eval_speed.json)")
-    args = parser.parse_args()
-    recorder = provenance.Recorder()
+    return parser.parse_args()
 
+
+def _data(args):
+    """(labels, embeddings, num_classes): SOP-like synthetic test data."""
     num_classes = args.num_classes or round(
         args.num_items * SOP_TEST_CLASSES / SOP_TEST_ITEMS
     )
     rng = np.random.default_rng(args.seed)
     labels = sop_like_labels(args.num_items, num_classes, rng)
-    x = synthetic_embeddings(labels, args.dim, args.noise, rng)
-    ks = (1, 10, 100, 1000)
-    threads = args.threads or blocked_ranks.default_num_threads()
-    print(f"data: {x.shape[0]} x {x.shape[1]} float32, {num_classes} classes "
-          f"(sizes {np.bincount(labels).min()}-{np.bincount(labels).max()}), "
-          f"{threads} threads")
+    return labels, synthetic_embeddings(labels, args.dim, args.noise, rng), num_classes
 
-    flops = 2.0 * x.shape[0] ** 2 * x.shape[1]
+
+def _timed_runs(x, labels, ks, args, threads):
+    """(metrics, [(seconds, cores obtained)], peaks): each run between two peak measurements."""
     peaks = [{"NumPy": numpy_peak(), "TF": tensorflow_peak()}]
     runs = []
     for _ in range(args.repeats):
@@ -161,10 +160,14 @@ def main():
         seconds = time.perf_counter() - t0
         runs.append((seconds, (cpu_seconds() - c0) / seconds))
         peaks.append({"NumPy": numpy_peak(), "TF": tensorflow_peak()})
+    return result, runs, peaks
+
+
+def _blocked_record(result, runs, peaks, flops):
+    """Prints the blocked engine's speed against the matmul peak; its JSON fields."""
     peak = max(v[0] for when in peaks for v in when.values())
     # Per core obtained: a view that other processes on the machine disturb less.
     np_best = max((when["NumPy"] for when in peaks), key=lambda v: v[0])
-
     print("metrics:", ", ".join(f"{k}={v:.4f}" for k, v in result.items()))
     for i, (sec, cores) in enumerate(runs):
         print(f"run {i + 1}: {sec:.2f} s, {flops / sec / 1e9:.1f} GFLOP/s, "
@@ -184,9 +187,7 @@ def main():
     print(f"per core obtained: evaluation {per_core:.1f} GFLOP/s, NumPy matmul "
           f"{np_per_core:.1f} GFLOP/s ({per_core / np_per_core:.1%})")
     print(f"peak RSS: {rss_gib():.2f} GiB (target < 2 GiB)")
-    record = {
-        "num_items": int(x.shape[0]), "dim": int(x.shape[1]), "num_classes": int(num_classes),
-        "threads": int(threads), "ks": list(ks), "tflop": flops / 1e12,
+    return {
         "metrics": {k: float(v) for k, v in result.items()},
         "runs": [{"seconds": sec, "cores_obtained": c} for sec, c in runs],
         "seconds": seconds, "gflops": achieved, "cores_obtained": cores,
@@ -197,25 +198,47 @@ def main():
         "peak_rss_gib": rss_gib(),
     }
 
+
+def _faiss_record(x, labels, ks, result, flops):
+    """Times the exact faiss top-K engine and compares its metrics with the blocked ones."""
+    t0 = time.perf_counter()
+    other = evaluation.retrieval_metrics(x, labels, ks, method="faiss")
+    faiss_seconds = time.perf_counter() - t0
+    print(f"faiss top-K engine: {faiss_seconds:.2f} s, "
+          f"{flops / faiss_seconds / 1e9:.1f} GFLOP/s, peak RSS {rss_gib():.2f} GiB")
+    diff = {k: abs(other[k] - result[k]) for k in result}
+    # The engines round distances differently (faiss: |x|^2 + |y|^2 - 2xy;
+    # blocked: |y|^2 - 2xy), so two items whose float32 distances differ
+    # by a rounding step may swap. On synthetic continuous data that moves
+    # a metric by a few queries out of 60,502 at most.
+    print("faiss minus blocked:", ", ".join(f"{k} {other[k] - result[k]:+.2e}" for k in result))
+    limit = 10.0 / x.shape[0]
+    print(f"engines agree within {limit:.1e} (10 queries):", max(diff.values()) <= limit)
+    return {
+        "seconds": faiss_seconds, "gflops": flops / faiss_seconds / 1e9,
+        "peak_rss_gib_after_both": rss_gib(), "max_metric_difference": max(diff.values()),
+        "agree": bool(max(diff.values()) <= limit),
+    }
+
+
+def main():
+    args = _parse_args()
+    recorder = provenance.Recorder()
+    labels, x, num_classes = _data(args)
+    ks = (1, 10, 100, 1000)
+    threads = args.threads or blocked_ranks.default_num_threads()
+    print(f"data: {x.shape[0]} x {x.shape[1]} float32, {num_classes} classes "
+          f"(sizes {np.bincount(labels).min()}-{np.bincount(labels).max()}), "
+          f"{threads} threads")
+    flops = 2.0 * x.shape[0] ** 2 * x.shape[1]
+    result, runs, peaks = _timed_runs(x, labels, ks, args, threads)
+    record = {
+        "num_items": int(x.shape[0]), "dim": int(x.shape[1]), "num_classes": int(num_classes),
+        "threads": int(threads), "ks": list(ks), "tflop": flops / 1e12,
+        **_blocked_record(result, runs, peaks, flops),
+    }
     if args.faiss:
-        t0 = time.perf_counter()
-        other = evaluation.retrieval_metrics(x, labels, ks, method="faiss")
-        faiss_seconds = time.perf_counter() - t0
-        print(f"faiss top-K engine: {faiss_seconds:.2f} s, "
-              f"{flops / faiss_seconds / 1e9:.1f} GFLOP/s, peak RSS {rss_gib():.2f} GiB")
-        diff = {k: abs(other[k] - result[k]) for k in result}
-        # The engines round distances differently (faiss: |x|^2 + |y|^2 - 2xy;
-        # blocked: |y|^2 - 2xy), so two items whose float32 distances differ
-        # by a rounding step may swap. On synthetic continuous data that moves
-        # a metric by a few queries out of 60,502 at most.
-        print("faiss minus blocked:", ", ".join(f"{k} {other[k] - result[k]:+.2e}" for k in result))
-        limit = 10.0 / x.shape[0]
-        print(f"engines agree within {limit:.1e} (10 queries):", max(diff.values()) <= limit)
-        record["faiss"] = {
-            "seconds": faiss_seconds, "gflops": flops / faiss_seconds / 1e9,
-            "peak_rss_gib_after_both": rss_gib(), "max_metric_difference": max(diff.values()),
-            "agree": bool(max(diff.values()) <= limit),
-        }
+        record["faiss"] = _faiss_record(x, labels, ks, result, flops)
     import tensorflow as tf
 
     path = recorder.write("eval_speed", record, versions={"tensorflow": tf.__version__},
