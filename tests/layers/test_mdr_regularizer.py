@@ -1,5 +1,6 @@
 """MDRRegularizer on its own: moving statistics as BatchNormalization's, the
-standalone layer's added loss, and its config."""
+standalone layer's added loss, its levels trained by a plain model's `fit`,
+and its config."""
 
 import keras
 import numpy as np
@@ -11,6 +12,9 @@ from keras_mdr.losses import mdr as mdr_lib
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(8, 4)).astype("float32")
+# level_weight=0 in the fit test: nu * sum(v^2) alone would move the levels,
+# so only MDR's gradient reaches them, and they must move by more than this.
+MOVED = 1e-3
 
 
 def _distances(x):
@@ -56,6 +60,22 @@ def test_standalone_layer_is_identity_and_adds_the_weighted_penalty():
                 + 0.1 * float(mdr_lib.level_penalty(layer.levels)))
     [added] = layer.losses
     assert float(added) == pytest.approx(expected, rel=1e-6)
+
+
+def test_standalone_layer_trains_its_levels_in_a_plain_model():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(16), 4)
+    x = (rng.normal(size=(16, 16))[labels] + 0.5 * rng.normal(size=(64, 16))).astype("float32")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,))
+    embeddings = keras.layers.Dense(8)(inputs)
+    regularizer = keras_mdr.MDRRegularizer(weight=0.5, level_weight=0.0)
+    model = keras.Model(inputs, regularizer(embeddings))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras_mdr.TripletSemiHardLoss(0.2))
+    model.fit(x, labels.astype("int32"), batch_size=32, epochs=2, verbose=0)
+    shift = np.abs(regularizer.levels.numpy() - np.array([-3.0, 0.0, 3.0])).max()
+    assert shift > MOVED, f"MDR did not move the levels: max shift {shift:.3g}"
+    assert float(regularizer.initialized) == 1.0
 
 
 def test_variables_config_and_bad_arguments():

@@ -2,7 +2,7 @@
 
 Values are checked against the base loss alone and against NumPy; the
 training side (every family in MDRModel, save, reload, resume) is in
-tests/models/test_loss_state.py.
+tests/models/test_mdr_model_loss_state.py.
 """
 
 import inspect

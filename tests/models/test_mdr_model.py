@@ -179,20 +179,6 @@ def test_composes_with_every_base_loss(base_loss):
     _assert_mdr_moved(model.mdr_regularizer.levels.numpy(), [-3, 0, 3])
 
 
-def test_standalone_regularizer_layer_trains_its_levels():
-    x, y = _data()
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((DIM_IN,))
-    embeddings = keras.layers.Dense(DIM_OUT)(inputs)
-    regularizer = keras_mdr.MDRRegularizer(weight=0.5, level_weight=0.0)
-    outputs = regularizer(embeddings)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras_mdr.TripletSemiHardLoss(0.2))
-    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
-    _assert_mdr_moved(regularizer.levels.numpy(), [-3, 0, 3])
-    assert float(regularizer.initialized) == 1.0
-
-
 def test_save_and_resume_equals_uninterrupted(tmp_path):
     x, y = _data()
     uninterrupted = _model(keras_mdr.MDRTripletLoss(seed=5))
