@@ -1,6 +1,5 @@
 """Both exact engines (blocked GEMM, faiss) against a brute-force reference."""
 
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 from retrieval_reference import reference_metrics
 
 from keras_mdr import evaluation
-from keras_mdr.evaluation import blocked_ranks
 
 KS = (1, 2, 4, 16)
 ENGINES = {
@@ -195,24 +193,6 @@ def test_label_dtypes():
     assert evaluation.retrieval_metrics(x, names, KS) == evaluation.retrieval_metrics(x, y, KS)
 
 
-def test_no_n_by_n_matrix():
-    """Peak Python-visible allocation stays far below one N x N float32 matrix.
-
-    It is bounded by the blocks (about 12 MB here, the same at N = 3000).
-    """
-    rng = np.random.default_rng(0)
-    n = 6000
-    x = rng.normal(size=(n, 16)).astype(np.float32)
-    y = rng.integers(0, n // 5, n)
-    tracemalloc.start()
-    try:
-        blocked_ranks.blocked_rank_summary(x, y, block_rows=256, block_cols=256)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < n * n * 4 / 8, peak
-
-
 def y_max_r(labels):
     return int(np.bincount(labels).max()) - 1
 
@@ -259,5 +239,3 @@ def test_input_errors():
     with pytest.raises(ValueError, match="same dimension"):
         evaluation.map_at_r(np.zeros((5, 2)), np.zeros(5),
                             gallery_embeddings=np.zeros((5, 3)), gallery_labels=np.zeros(5))
-    with pytest.raises(ValueError, match="block_cols"):
-        blocked_ranks.blocked_rank_summary(np.zeros((5, 2)), np.zeros(5), block_cols=4096)
