@@ -438,7 +438,8 @@ def blocked_rank_summary(
         A `RankSummary` in the order of `embeddings`, with exact ranks.
     """
     distances_lib.canonical_distance(distance)
-    if not 8 <= int(block_cols) <= _MAX_BLOCK_COLS:
+    block_cols = validation.positive_int(block_cols, "block_cols")
+    if not 8 <= block_cols <= _MAX_BLOCK_COLS:
         raise ValueError(
             f"Expected 8 <= block_cols <= {_MAX_BLOCK_COLS}. "
             f"Received: block_cols={block_cols}"

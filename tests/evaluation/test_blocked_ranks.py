@@ -30,6 +30,12 @@ def test_no_n_by_n_matrix():
     assert peak < n * n * 4 / 8, peak
 
 
-def test_block_cols_out_of_range_is_refused():
-    with pytest.raises(ValueError, match="block_cols"):
-        blocked_ranks.blocked_rank_summary(np.zeros((5, 2)), np.zeros(5), block_cols=4096)
+@pytest.mark.parametrize("block_cols, match", [
+    (4096, "8 <= block_cols <= 2040"),
+    # Silently accepted before: the range check read int(8.5) and the engine got 8.5.
+    (8.5, "`block_cols` to be a positive int"),
+    (True, "`block_cols` to be a positive int"),
+])
+def test_block_cols_out_of_range_or_not_an_int_is_refused(block_cols, match):
+    with pytest.raises(ValueError, match=match):
+        blocked_ranks.blocked_rank_summary(np.zeros((5, 2)), np.zeros(5), block_cols=block_cols)
