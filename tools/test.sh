@@ -34,15 +34,11 @@ fi
 # module's fixtures in one process): most tests are single-threaded Python and
 # TensorFlow tracing, so two workers use both cores (measured on 2 cores: 11.0
 # min against 19.0 min in one process). KERAS_MDR_TEST_WORKERS=0 runs in this
-# process (for pdb, or for -s output in order).
+# process (xdist's own -n 0: for pdb, or for -s output in order).
 WORKERS=${KERAS_MDR_TEST_WORKERS:-2}
 echo "== running the test suite ($WORKERS pytest workers)"
 set +e
-if [ "$WORKERS" = 0 ]; then
-  .venv/bin/python -m pytest "$@"
-else
-  .venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"
-fi
+.venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -187,6 +187,14 @@ def _difference(payload, arm, baseline, which, metric):
     )
 
 
+def _differences(payload, arm, baseline):
+    """(seeds, chosen-epoch R@1 and MAP@R intervals, cells: their texts, then last-epoch R@1)."""
+    seeds, r1_interval, r1 = _difference(payload, arm, baseline, "test_best", "recall@1")
+    _, map_interval, map_r = _difference(payload, arm, baseline, "test_best", "map@r")
+    _, _, last = _difference(payload, arm, baseline, "test_last", "recall@1")
+    return seeds, r1_interval, map_interval, f"{r1} | {map_r} | {last}"
+
+
 def sampler_markdown(payload):
     """The release-sampler comparisons, or None without release-sampler runs."""
     groups = set(tables.ordered_groups(payload, "compare"))
@@ -203,21 +211,14 @@ def sampler_markdown(payload):
     for arm, baseline, what in SAMPLER_COMPARISONS:
         if arm not in groups or baseline not in groups:
             continue
-        seeds, interval, r1 = _difference(payload, arm, baseline, "test_best", "recall@1")
+        seeds, interval, _, cells = _differences(payload, arm, baseline)
         if not seeds:
             continue
-        _, _, map_r = _difference(payload, arm, baseline, "test_best", "map@r")
-        _, _, last = _difference(payload, arm, baseline, "test_last", "recall@1")
         lines.append(
             f"| {what} | {tables.label(payload, arm)} | {tables.label(payload, baseline)} | "
-            f"{len(seeds)} | {r1} | {map_r} | {last} | {_reading(interval)} |"
+            f"{len(seeds)} | {cells} | {_reading(interval)} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _mean_text(payload, group, metric):
-    mean, std = tables.mean_std(tables.group_values(payload, group, "test_best", metric).values())
-    return tables.fmt(mean, std)
 
 
 def families_markdown(payload):
@@ -239,13 +240,11 @@ def families_markdown(payload):
     ]
     for family in families:
         arm, baseline = f"{family}_mdr", family
-        seeds, r1_interval, r1 = _difference(payload, arm, baseline, "test_best", "recall@1")
-        _, map_interval, map_r = _difference(payload, arm, baseline, "test_best", "map@r")
-        _, _, last = _difference(payload, arm, baseline, "test_last", "recall@1")
+        seeds, r1_interval, map_interval, cells = _differences(payload, arm, baseline)
+        means = [tables.mean_cell(payload, g, "test_best", "recall@1") for g in (baseline, arm)]
         lines.append(
-            f"| {tables.label(payload, baseline)} | {len(seeds)} "
-            f"| {_mean_text(payload, baseline, 'recall@1')} | {_mean_text(payload, arm, 'recall@1')} "
-            f"| {r1} | {map_r} | {last} | {_reading(r1_interval)} | {_reading(map_interval)} |"
+            f"| {tables.label(payload, baseline)} | {len(seeds)} | {' | '.join(means)} "
+            f"| {cells} | {_reading(r1_interval)} | {_reading(map_interval)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -50,7 +50,7 @@ def mean_std(values):
     return float(values.mean()), std
 
 
-def fmt(mean, std, scale=100.0):
+def _fmt(mean, std, scale=100.0):
     if np.isnan(mean):
         return "-"
     if np.isnan(std):
@@ -81,6 +81,11 @@ def _interval_text(diffs):
     return f"[{100 * interval['low']:+.2f}, {100 * interval['high']:+.2f}]"
 
 
+def mean_cell(payload, group, which, metric):
+    """A group's metric as "mean ± std" over its seeds, in points."""
+    return _fmt(*mean_std(group_values(payload, group, which, metric).values()))
+
+
 def label(payload, group):
     for r in payload["runs"].values():
         if r["group"] == group:
@@ -97,7 +102,7 @@ def summary_table(payload, mode, which, ks):
     for group in ordered_groups(payload, mode):
         cells = []
         for name in names:
-            cells.append(fmt(*mean_std(group_values(payload, group, which, name).values())))
+            cells.append(mean_cell(payload, group, which, name))
         runs = [r for r in payload["runs"].values() if r["group"] == group]
         epochs = [r["best_epoch" if which == "test_best" else "last_epoch"]
                   for r in runs if r[which] is not None]
